@@ -1,0 +1,85 @@
+# sheetgen: `make` sets up and builds everything; `make test` sets up and runs every test.
+# Prerequisites: Python >= 3.11 and Node >= 18. Everything else is installed here, into .venv and node_modules.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+SHEETGEN := $(PY) -m sheetgen
+# The live PyTorch comparison in `make test`; `make test TORCH=` skips it (recorded references still run).
+TORCH  ?= torch==2.13.0
+YAML   ?= formulas.yaml
+
+export NO_MKDOCS_2_WARNING := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Reproducible outputs: dates come from the last commit, not the clock.
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+.PHONY: all setup build module schema pdf site serve notebooks check test lint fuzz bench golden clean
+
+all: build
+
+# --- setup --------------------------------------------------------------------------------------
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "sheetgen needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' || { echo "sheetgen needs Node >= 18"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VENV)/.torch: $(VENV)/.installed
+	@if [ -n "$(TORCH)" ]; then $(PY) -m pip install --quiet "$(TORCH)"; fi
+	@touch $@
+
+# --- build --------------------------------------------------------------------------------------
+build: setup module schema pdf site
+
+module: setup
+	$(SHEETGEN) code -f $(YAML) -o build/formulas.py
+
+schema: setup
+	$(SHEETGEN) schema -o docs/formulas.schema.json
+
+pdf: setup
+	$(SHEETGEN) pdf -f $(YAML) -o build/cheatsheet.pdf --preview docs/assets/sheet-preview.png
+
+notebooks: setup
+	$(SHEETGEN) notebooks -f $(YAML)
+
+site: setup
+	$(SHEETGEN) site -f $(YAML)
+
+serve: setup
+	$(SHEETGEN) serve -f $(YAML)
+
+check: setup
+	$(SHEETGEN) check -f $(YAML)
+
+# --- quality ------------------------------------------------------------------------------------
+test: setup $(VENV)/.torch
+	$(PY) -m ruff check sheetgen tests scripts
+	$(PY) -m mypy sheetgen
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check sheetgen tests scripts
+	$(PY) -m mypy sheetgen
+
+# Rewrites every golden file from the current renderers; review the diff before committing.
+golden: setup
+	$(PY) -m pytest tests --update-goldens -q
+
+fuzz: setup
+	SHEETGEN_FUZZ_EXAMPLES=10000 $(PY) -m pytest tests/test_fuzz.py -q
+
+bench: setup
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf build site .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,533 @@
+"""Load formulas.yaml into a validated `Sheet`, or raise `SheetError` with YAML line numbers.
+
+We compose the YAML into nodes ourselves (ruamel, safe composer) and build plain values from
+them, so that every value keeps its line, and so that nothing YAML could do on its own —
+python tags, aliases, merge keys, duplicate keys, YAML 1.1 booleans — reaches the model.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import doctest
+import keyword
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from .errors import Problem, SheetError
+from .model import ENTRY_KINDS, Formula, PrintSettings, Section, Sheet, SheetInfo, Snippet, Step
+from .model import Strict as StrictModel
+
+MAX_FILE_BYTES = 1024 * 1024
+_TAG = "tag:yaml.org,2002:"
+_YAML11_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
+_CONTROL_ESCAPES = {
+    "\f": ("a form feed", "\\f", "\\frac"),
+    "\b": ("a backspace", "\\b", "\\beta"),
+    "\t": ("a tab", "\\t", "\\theta"),
+    "\r": ("a carriage return", "\\r", "\\right"),
+    "\a": ("a bell", "\\a", "\\alpha"),
+    "\v": ("a vertical tab", "\\v", "\\vec"),
+    "\x00": ("a NUL", "\\0", ""),
+}
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+_LINK = re.compile(r"(?i)\b(?:file:|javascript:|vbscript:|data:[a-z]+/|https?://)")
+_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!?]")
+# Fields that are prose: shown as text on the site and the sheet, so no markup in them.
+_PROSE_FIELDS = {"title", "subtitle", "author", "name", "meaning", "source", "conventions", "text",
+                 "question", "answer", "points"}
+# Ids become file names on the site and function names in the module.
+RESERVED_IDS = (
+    {"con", "prn", "aux", "nul", "index", "errata", "notebooks", "assets", "downloads", "np", "search"}
+    | {f"com{i}" for i in range(10)}
+    | {f"lpt{i}" for i in range(10)}
+    | set(keyword.kwlist)
+    | set(keyword.softkwlist)
+)
+
+Path_ = tuple[str | int, ...]
+
+
+class _Builder:
+    """Turns composed YAML nodes into plain values (dicts, tuples, scalars), keeping locations."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.nodes: dict[Path_, Node] = {}
+        self.key_nodes: dict[Path_, Node] = {}
+        self.problems: list[tuple[Path_, Problem]] = []
+        self._seen: set[int] = set()
+        self._at: Path_ = ()
+
+    def fail(self, node: Node, problem: str, fix: str, field: str | None = None) -> None:
+        mark = node.start_mark
+        self.problems.append((self._at, Problem(self.path, mark.line + 1, problem, fix, mark.column + 1,
+                                                None, field)))
+
+    def forbid_tag(self, node: Node, tag: str, field: str | None) -> None:
+        self.fail(node, f"the tag {tag!r} is not allowed (tags are never executed)",
+                  "remove the tag and write plain text", field)
+
+    def build(self, node: Node, at: Path_ = ()) -> Any:
+        self.nodes[at] = node
+        self._at = at
+        field = next((str(p) for p in reversed(at) if isinstance(p, str)), None)
+        if id(node) in self._seen or node.anchor:
+            self.fail(node, "anchors and aliases (&name, *name) are not supported",
+                      "write the value out in full", field)
+            return None
+        self._seen.add(id(node))
+        tag = node.tag if isinstance(node.tag, str) else str(node.tag)
+        if isinstance(node, MappingNode):
+            return self._mapping(node, at, tag, field)
+        if isinstance(node, SequenceNode):
+            if tag != _TAG + "seq":
+                self.forbid_tag(node, tag, field)
+            return tuple(self.build(item, (*at, i)) for i, item in enumerate(node.value))
+        assert isinstance(node, ScalarNode)
+        return self._scalar(node, tag, field)
+
+    def _mapping(self, node: MappingNode, at: Path_, tag: str, field: str | None) -> dict[str, Any]:
+        if tag != _TAG + "map":
+            self.forbid_tag(node, tag, field)
+        result: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            self._at = at
+            if not isinstance(key_node, ScalarNode) or key_node.tag == _TAG + "merge":
+                self.fail(key_node, "only plain text keys are allowed (no merge keys or complex keys)",
+                          "write each key as a plain word", field)
+                continue
+            key = str(key_node.value)
+            if key in result:
+                first = self.key_nodes[(*at, key)].start_mark.line + 1
+                self.fail(key_node, f"duplicate key {key!r} (first at line {first})",
+                          "remove one of them; YAML would silently keep only the last", key)
+                continue
+            self.key_nodes[(*at, key)] = key_node
+            result[key] = self.build(value_node, (*at, key))
+        return result
+
+    def _scalar(self, node: ScalarNode, tag: str, field: str | None) -> Any:
+        text: str = node.value
+        kind = tag.removeprefix(_TAG)
+        if kind in ("str", "timestamp"):
+            if node.style is None and text.lower() in _YAML11_BOOLEANS:
+                self.fail(node, f"{text!r} is read as a boolean by YAML 1.1 tools and as text by others",
+                          f"quote it: '{text}'", field)
+            self._check_text(node, text, field)
+            return text
+        if kind == "null":
+            return None
+        if kind == "bool":
+            return text.lower() == "true"
+        if kind == "int":
+            try:
+                return int(text.replace("_", ""), 0)
+            except ValueError:
+                return int(text.replace("_", ""))
+        if kind == "float":
+            lowered = text.lower().replace("_", "")
+            return float(lowered.replace(".inf", "inf").replace(".nan", "nan"))
+        self.forbid_tag(node, tag, field)
+        return None
+
+    def _check_text(self, node: ScalarNode, text: str, field: str | None) -> None:
+        for char in text:
+            if char in _BIDI:
+                self.fail(node, f"contains the invisible bidi control U+{ord(char):04X}, "
+                          "which can make text display differently from what it is",
+                          "delete it (retype the line if you cannot see it)", field)
+                return
+            if char == "\n":
+                continue
+            if char in _CONTROL_ESCAPES:
+                what, escape, example = _CONTROL_ESCAPES[char]
+                hint = f" ({example} becomes {what} + '{example[2:]}')" if example else ""
+                self.fail(node, f"contains {what}: a double-quoted {escape!r} was read as an escape{hint}",
+                          "write LaTeX and code in single quotes or a block scalar (|), never double quotes",
+                          field)
+                return
+            if unicodedata.category(char) == "Cc":
+                self.fail(node, f"contains the control character U+{ord(char):04X}", "delete it", field)
+                return
+        link = _LINK.search(text)
+        if link:
+            self.fail(node, f"contains a link ({link.group(0)!r}); the sheet never fetches or links anything",
+                      "cite the source as text (authors, title, year, section)", field)
+        elif field in _PROSE_FIELDS and _HTML_TAG.search(text):
+            self.fail(node, "contains HTML markup; prose is shown as plain text",
+                      "remove the tag; write math between $...$", field)
+
+
+def _compose(text: str, path: str) -> Node:
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        node = yaml.compose(text)
+    except MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = (err.problem or err.context or "invalid YAML").strip()
+        raise SheetError.single(path, line, f"YAML syntax error: {problem}",
+                                "check indentation and quoting on this line or the one above",
+                                column=(mark.column + 1) if mark else None) from None
+    except YAMLError as err:
+        raise SheetError.single(path, 1, f"YAML error: {err}", "fix the YAML syntax") from None
+    if node is None:
+        raise SheetError.single(path, 1, "the file is empty",
+                                "start from the example entry in the README (sheet: … sections: …)")
+    composed: Node = node
+    return composed
+
+
+def _check_tabs(text: str, path: str) -> None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        indent = line[: len(line) - len(line.lstrip(" \t"))]
+        if "\t" in indent:
+            raise SheetError.single(path, number, "tab character in indentation; YAML indents with spaces only",
+                                    "replace the tab with spaces", column=indent.index("\t") + 1)
+
+
+def parse_yaml(text: str, path: str = "formulas.yaml") -> tuple[dict[str, Any], _Builder]:
+    """Safe-compose `text` into plain values plus the node of every value."""
+    _check_tabs(text, path)
+    node = _compose(text, path)
+    if not isinstance(node, MappingNode):
+        raise SheetError.single(path, node.start_mark.line + 1,
+                                f"the top level must be a mapping with `sheet:` and `sections:`, "
+                                f"not a {type(node).__name__.removesuffix('Node').lower()}",
+                                "start from the example entry in the README")
+    builder = _Builder(path)
+    data = builder.build(node)
+    if builder.problems:
+        raise SheetError(replace(problem, entry_id=_entry_id(data, at)) for at, problem in builder.problems)
+    return data, builder
+
+
+def read_source(path: Path) -> str:
+    """Read formulas.yaml, refusing files that are too large or not UTF-8."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise SheetError.single(name, 0, f"cannot read the file: {err.strerror}",
+                                "check the path (-f PATH)") from None
+    if size > MAX_FILE_BYTES:
+        raise SheetError.single(name, 1, f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}",
+                                "split out or remove entries; a one-page sheet never needs this much")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SheetError.single(name, line, "the file is not valid UTF-8", "save it as UTF-8") from None
+
+
+def load_sheet(path: Path | str = "formulas.yaml") -> Sheet:
+    """Load, validate and check a sheet file. Raises `SheetError` on any problem."""
+    path = Path(path)
+    return load_sheet_text(read_source(path), str(path))
+
+
+def load_sheet_text(text: str, path: str = "formulas.yaml") -> Sheet:
+    data, builder = parse_yaml(text, path)
+    try:
+        sheet = Sheet.model_validate(data)
+    except ValidationError as err:
+        raise SheetError(_explain(err, data, builder)) from None
+    locations = _locations(sheet, builder)
+    sheet._source_path = path
+    sheet._locations = locations
+    problems = _semantic_problems(sheet, builder, locations)
+    if problems:
+        raise SheetError(problems)
+    return sheet
+
+
+# --- mapping validation errors back to YAML lines ------------------------------------------
+
+
+def _entry_path(loc: tuple[Any, ...]) -> Path_ | None:
+    if len(loc) >= 4 and loc[0] == "sections" and loc[2] == "entries" and isinstance(loc[3], int):
+        return tuple(loc[:4])
+    return None
+
+
+def _entry_id(data: Any, loc: tuple[Any, ...]) -> str | None:
+    entry_at = _entry_path(loc)
+    if entry_at is None:
+        if len(loc) >= 2 and loc[0] == "sections" and isinstance(loc[1], int):
+            entry_at = tuple(loc[:2])
+        else:
+            return None
+    value = data
+    for part in entry_at:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    ident = value.get("id") if isinstance(value, dict) else None
+    return ident if isinstance(ident, str) else None
+
+
+def _yaml_path(loc: tuple[Any, ...], data: Any) -> Path_:
+    """Drop pydantic's union-tag steps (e.g. 'formula') that do not exist in the YAML."""
+    path: list[str | int] = []
+    value = data
+    for part in loc:
+        in_mapping = isinstance(value, dict) and part in value
+        in_list = isinstance(value, tuple) and isinstance(part, int) and part < len(value)
+        if in_mapping or in_list:
+            value = value[part]
+        elif isinstance(value, dict) and part in ENTRY_KINDS:
+            continue
+        else:
+            path.append(part)
+            break
+        path.append(part)
+    return tuple(path)
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[StrictModel]:
+    names = [p for p in loc if isinstance(p, str)]
+    model: type[StrictModel] = Sheet
+    for name in names:
+        if name in ENTRY_KINDS:
+            model = ENTRY_KINDS[name]
+        elif name == "sheet":
+            model = SheetInfo
+        elif name == "print" and model is SheetInfo:
+            model = PrintSettings
+        elif name == "sections":
+            model = Section
+        elif name == "steps":
+            model = Step
+    return model
+
+
+def _keys_of(model: type[StrictModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, tuple):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return f"the text {str(value)[:30]!r}"
+
+
+def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem]:
+    problems = []
+    errors = err.errors()
+    nested = {tuple(e["loc"][:i]) for e in errors for i in range(len(e["loc"]))}
+    typo_targets: dict[str, set[tuple[Any, ...]]] = {}
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            parent = tuple(e["loc"][:-1])
+            for target in difflib.get_close_matches(str(e["loc"][-1]), _keys_of(_model_at(parent)), 1, 0.6):
+                typo_targets.setdefault(target, set()).add(parent)
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "too_short" and loc in nested:
+            continue  # a container "emptied" by its failing items: the item errors say it all
+        if error["type"] == "missing" and loc[:-1] in typo_targets.get(str(loc[-1]), set()):
+            continue  # reported once, as "unknown key 'meening' — did you mean 'meaning'?"
+        kind = error["type"]
+        yaml_at = _yaml_path(loc, data)
+        field = next((str(p) for p in reversed(loc) if isinstance(p, str) and p not in ENTRY_KINDS), None)
+        node = builder.key_nodes.get(yaml_at) or builder.nodes.get(yaml_at)
+        parent = yaml_at
+        while node is None and parent:
+            parent = parent[:-1]
+            node = builder.nodes.get(parent)
+        mark = (node or builder.nodes[()]).start_mark
+        value = error.get("input")
+        ctx = error.get("ctx") or {}
+        if kind == "extra_forbidden":
+            keys = _keys_of(_model_at(loc[:-1]))
+            close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+            problem = f"unknown key {loc[-1]!r}"
+            fix = (f"did you mean {close[0]!r}? " if close else "") + f"allowed keys: {', '.join(keys)}"
+        elif kind == "missing":
+            problem = "required key is missing"
+            description = _model_at(loc[:-1]).model_fields.get(str(loc[-1]))
+            hint = f" ({description.description})" if description and description.description else ""
+            fix = f"add `{loc[-1]}: …`{hint}"
+        elif kind == "string_type":
+            problem = f"expected text, got {_describe(value)}"
+            fix = f"quote it: '{str(value).lower() if isinstance(value, bool) else value}'"
+        elif kind in ("tuple_type", "list_type"):
+            problem = f"expected a list, got {_describe(value)}"
+            fix = "write one item per line, each starting with '- '"
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            problem = f"expected a mapping of keys, got {_describe(value)}"
+            fix = "write `key: value` lines indented under it"
+        elif kind == "string_pattern_mismatch":
+            problem = f"{value!r} is not a valid id"
+            fix = "use lowercase letters, digits and underscores, starting with a letter (e.g. cosine_similarity)"
+        elif kind == "string_too_long":
+            problem = f"is {len(value)} characters; the limit is {ctx.get('max_length')}"
+            fix = "shorten it; the sheet is one page"
+        elif kind in ("string_too_short", "too_short"):
+            problem = "must not be empty"
+            fix = "fill it in, or remove the key if it is optional"
+        elif kind == "literal_error":
+            problem = f"{value!r} is not allowed"
+            fix = f"use one of {ctx.get('expected')}"
+        elif kind == "union_tag_invalid":
+            problem = f"unknown kind {ctx.get('tag')!r}"
+            fix = f"use one of {', '.join(ENTRY_KINDS)}"
+        elif kind == "union_tag_not_found":
+            problem = "entry has no `kind`"
+            fix = f"add `kind:` with one of {', '.join(ENTRY_KINDS)}"
+        elif kind in ("int_type", "float_type", "bool_type"):
+            wanted = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}[kind]
+            problem = f"expected {wanted}, got {_describe(value)}"
+            fix = "write it without quotes" if isinstance(value, str) else f"write {wanted}"
+        else:
+            problem = error["msg"][0].lower() + error["msg"][1:]
+            fix = "see the JSON schema (sheetgen schema) or the README for this key"
+        problems.append(Problem(builder.path, mark.line + 1, problem, fix, mark.column + 1,
+                                _entry_id(data, loc), field))
+    return problems
+
+
+# --- checks across entries --------------------------------------------------------------------
+
+
+def _content_line(node: Node | None) -> int:
+    """1-based line where a scalar's text starts (block scalars start on the line after `|`)."""
+    if node is None:
+        return 0
+    return int(node.start_mark.line) + 1 + (1 if getattr(node, "style", None) in ("|", ">") else 0)
+
+
+def _locations(sheet: Sheet, builder: _Builder) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    for s, section in enumerate(sheet.sections):
+        node = builder.nodes[("sections", s)]
+        found[section.id] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        for e, entry in enumerate(section.entries):
+            at: Path_ = ("sections", s, "entries", e)
+            node = builder.nodes[at]
+            found[entry.id] = (node.start_mark.line + 1, node.start_mark.column + 1)
+            for (*prefix, key), key_node in builder.key_nodes.items():
+                if tuple(prefix) == at:
+                    value_node = builder.nodes[(*at, key)]
+                    found[f"{entry.id}.{key}"] = (_content_line(value_node), key_node.start_mark.column + 1)
+    return found
+
+
+def _semantic_problems(sheet: Sheet, builder: _Builder, locations: Mapping[str, tuple[int, int]]) -> list[Problem]:
+    problems: list[Problem] = []
+    path = builder.path
+
+    def report(ident: str, field: str | None, problem: str, fix: str, line: int | None = None) -> None:
+        key = f"{ident}.{field}" if field else ident
+        found_line, column = locations.get(key) or locations.get(ident, (0, 0))
+        problems.append(Problem(path, line or found_line, problem, fix, None if line else column, ident, field))
+
+    first_seen: dict[str, str] = {}
+    for section in sheet.sections:
+        for ident, what in [(section.id, "section")] + [(e.id, "entry") for e in section.entries]:
+            if ident in RESERVED_IDS:
+                report(ident, "id", f"{ident!r} is a reserved name (file names, Python keywords, site pages)",
+                       f"rename it, e.g. {ident}_1")
+            key = f"{what}:{ident}"
+            if key in first_seen:
+                first = locations_first(builder, sheet, ident)
+                report(ident, "id", f"duplicate {what} id {ident!r} (first at line {first})",
+                       "ids must be unique; rename one")
+            first_seen[key] = ident
+
+    formula_ids = {f.id for f in sheet.formulas()}
+    for entry in sheet.entries():
+        if isinstance(entry, Snippet) and entry.function not in formula_ids:
+            close = difflib.get_close_matches(entry.function, sorted(formula_ids), n=1)
+            report(entry.id, "function", f"refers to {entry.function!r}, which is not a formula id",
+                   f"did you mean {close[0]!r}?" if close else "use the id of a formula entry")
+        if isinstance(entry, Formula):
+            problems.extend(_implementation_problems(entry, path, locations))
+    return problems
+
+
+def locations_first(builder: _Builder, sheet: Sheet, ident: str) -> int:
+    """Line of the first entry or section carrying `ident`."""
+    for s, section in enumerate(sheet.sections):
+        if section.id == ident:
+            return int(builder.nodes[("sections", s)].start_mark.line) + 1
+        for e, entry in enumerate(section.entries):
+            if entry.id == ident:
+                return int(builder.nodes[("sections", s, "entries", e)].start_mark.line) + 1
+    return 0
+
+
+def _implementation_problems(formula: Formula, path: str,
+                             locations: Mapping[str, tuple[int, int]]) -> list[Problem]:
+    problems: list[Problem] = []
+    code_line = locations.get(f"{formula.id}.implementation", (0, 0))[0]
+    examples_line = locations.get(f"{formula.id}.examples", (0, 0))[0]
+
+    def report(line: int, field: str, problem: str, fix: str) -> None:
+        problems.append(Problem(path, line, problem, fix, None, formula.id, field))
+
+    try:
+        tree = ast.parse(formula.implementation)
+    except SyntaxError as err:
+        report(code_line + (err.lineno or 1) - 1, "implementation",
+               f"Python syntax error: {err.msg}", "fix the code; it is pasted into the module as written")
+        return problems
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    if len(tree.body) != 1 or len(functions) != 1:
+        report(code_line, "implementation", "must be exactly one `def` and nothing else",
+               f"write `def {formula.id}(...):` with the body indented under it; numpy is imported as np")
+        return problems
+    function = functions[0]
+    if function.name != formula.id:
+        report(code_line + function.lineno - 1, "implementation",
+               f"defines {function.name!r} but the entry id is {formula.id!r}",
+               f"name the function {formula.id!r}; one formula entry defines one function")
+    if function.decorator_list:
+        report(code_line, "implementation", "decorators are not supported", "remove the decorator")
+    body_start = function.body[0]
+    if body_start.lineno == function.lineno:
+        report(code_line + function.lineno - 1, "implementation",
+               "the body is on the same line as `def`", "put the body on its own indented lines")
+    if isinstance(body_start, ast.Expr) and isinstance(body_start.value, ast.Constant) \
+            and isinstance(body_start.value.value, str):
+        report(code_line + body_start.lineno - 1, "implementation",
+               "has its own docstring; sheetgen writes the docstring from the entry",
+               "delete it; put examples under `examples:` and the meaning under `meaning:`")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            report(code_line + node.lineno - 1, "implementation",
+                   "imports are not allowed; the module imports only NumPy (as np)",
+                   "use np.* instead")
+    for text, field, line in ((formula.examples, "examples", examples_line),):
+        if '"""' in text or text.rstrip().endswith("\\"):
+            report(line, field, 'must not contain """ or end with a backslash (it goes into a docstring)',
+                   "use single quotes in examples")
+        try:
+            examples = doctest.DocTestParser().get_examples(text)
+        except ValueError as err:
+            report(line, field, f"is not valid doctest text: {err}",
+                   "each example is `>>> code` followed by the expected output, same indentation")
+            continue
+        if not examples:
+            report(line, field, "has no doctest example", "add lines like `>>> f(1.0)` followed by the expected output")
+    return problems

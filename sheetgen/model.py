@@ -1,0 +1,202 @@
+"""The typed, frozen model of a cheat sheet: what every renderer receives.
+
+The YAML schema *is* this module: `sheetgen schema` exports it as JSON Schema, so editors can
+complete and check keys while someone edits formulas.yaml by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+ID_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+Id = Annotated[
+    str,
+    Field(
+        pattern=ID_PATTERN,
+        max_length=40,
+        description="Stable identifier: lowercase letters, digits, underscores; starts with a letter.",
+    ),
+]
+ShortText = Annotated[str, Field(min_length=1, max_length=120)]
+Prose = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=400,
+        description="Plain text; inline math goes between single dollars, e.g. $\\sqrt{d_k}$.",
+    ),
+]
+Latex = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=600,
+        description="LaTeX rendered by KaTeX. Write it in single quotes or a block scalar, never double quotes.",
+    ),
+]
+Code = Annotated[str, Field(min_length=1, max_length=6000)]
+Tags = Annotated[
+    tuple[Annotated[str, Field(pattern=ID_PATTERN, max_length=40)], ...],
+    Field(description="Free-form labels; `sheetgen pdf --tags` keeps entries with any of them."),
+]
+
+
+class Strict(BaseModel):
+    """Base: frozen, unknown keys are errors, no silent type coercion."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, populate_by_name=True)
+
+
+class PrintSettings(Strict):
+    """How the one-page PDF is laid out. The CLI can override `paper`."""
+
+    paper: Literal["a4", "letter"] = Field("a4", description="Paper size.")
+    orientation: Literal["landscape", "portrait"] = Field("landscape", description="Page orientation.")
+    columns: int = Field(4, ge=1, le=8, description="Number of text columns.")
+    margin_mm: float = Field(6.0, ge=0, le=40, description="Page margin on every side, in millimetres.")
+    font_min_pt: float = Field(
+        6.5, ge=5, le=20, description="Smallest body font size the fitter may use, in points."
+    )
+    font_max_pt: float = Field(
+        9.0, ge=5, le=24, description="Largest body font size the fitter may use, in points."
+    )
+    color: Literal["color", "mono"] = Field(
+        "color", description="`mono` prints in black and greys only."
+    )
+
+
+class SheetInfo(Strict):
+    """Sheet-wide settings."""
+
+    title: ShortText = Field(description="Title printed on the sheet and the site.")
+    subtitle: str = Field("", max_length=200, description="One line under the title.")
+    author: str = Field("", max_length=120, description="PDF author metadata.")
+    print_settings: PrintSettings = Field(
+        default_factory=PrintSettings, alias="print", description="PDF layout settings."
+    )
+
+
+class EntryBase(Strict):
+    id: Id
+    tags: Tags = ()
+    print_on_sheet: bool = Field(
+        True, alias="print", description="`false` keeps the entry on the site but off the PDF."
+    )
+
+
+class Formula(EntryBase):
+    """A formula with its LaTeX, meaning, source and a tested NumPy implementation."""
+
+    kind: Literal["formula"]
+    name: ShortText = Field(description="Display name, e.g. 'Cosine similarity'.")
+    latex: Latex
+    plain: str = Field(
+        "", max_length=600, description="Plain-text (Unicode) form for the module docstring."
+    )
+    meaning: Prose = Field(description="One line: what the formula says.")
+    source: ShortText = Field(description="Paper or book, and section, that states it.")
+    conventions: tuple[Prose, ...] = Field(
+        (), description="How frameworks differ (PyTorch, TensorFlow, scikit-learn...)."
+    )
+    implementation: Code = Field(
+        description="A Python function named like the id, NumPy only (np is imported)."
+    )
+    examples: Code = Field(description="Doctest examples (>>> lines with expected output).")
+
+
+class Fact(EntryBase):
+    """A short statement, e.g. 'Dropout: zero p% of activations during training'."""
+
+    kind: Literal["fact"]
+    name: ShortText
+    text: Prose
+    latex: Latex | None = Field(None, description="Optional display formula.")
+
+
+class QA(EntryBase):
+    """A rapid-fire question with answer bullets."""
+
+    kind: Literal["qa"]
+    question: ShortText
+    answer: tuple[Prose, ...] = Field(min_length=1)
+
+
+class Step(Strict):
+    title: ShortText
+    minutes: int = Field(ge=1, le=120)
+    points: tuple[Prose, ...] = Field(min_length=1)
+
+
+class Steps(EntryBase):
+    """A timed procedure, e.g. the ML system-design interview framework."""
+
+    kind: Literal["steps"]
+    name: ShortText
+    steps: tuple[Step, ...] = Field(min_length=1)
+
+
+class Snippet(EntryBase):
+    """Code on the sheet that is a formula's tested implementation, printed verbatim."""
+
+    kind: Literal["snippet"]
+    name: ShortText
+    function: Id = Field(description="Id of the formula whose implementation is shown.")
+
+
+Entry = Annotated[Formula | Fact | QA | Steps | Snippet, Field(discriminator="kind")]
+ENTRY_KINDS: Mapping[str, type[EntryBase]] = {
+    "formula": Formula,
+    "fact": Fact,
+    "qa": QA,
+    "steps": Steps,
+    "snippet": Snippet,
+}
+
+
+class Section(Strict):
+    id: Id
+    title: ShortText
+    entries: tuple[Entry, ...] = Field(min_length=1)
+
+
+class Sheet(Strict):
+    """The whole cheat sheet. Built only by `sheetgen.loader.load_sheet`."""
+
+    sheet: SheetInfo
+    sections: tuple[Section, ...] = Field(min_length=1)
+
+    # Where each entry and field came from (e.g. "softmax.latex" -> (line, col)), for messages
+    # that send the user back to the right YAML line. Not part of the YAML schema.
+    _source_path: str = PrivateAttr(default="formulas.yaml")
+    _locations: Mapping[str, tuple[int, int]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source_path(self) -> str:
+        return self._source_path
+
+    def entries(self) -> Iterator[EntryBase]:
+        for section in self.sections:
+            yield from section.entries
+
+    def formulas(self) -> list[Formula]:
+        return [e for e in self.entries() if isinstance(e, Formula)]
+
+    def formula(self, formula_id: str) -> Formula:
+        for formula in self.formulas():
+            if formula.id == formula_id:
+                return formula
+        raise KeyError(formula_id)
+
+    def line_of(self, entry_id: str, field: str | None = None) -> int:
+        """1-based YAML line of an entry, or of one of its fields (falls back to the entry)."""
+        key = f"{entry_id}.{field}" if field else entry_id
+        line, _ = self._locations.get(key) or self._locations.get(entry_id) or (0, 0)
+        return line
+
+    def where(self, entry_id: str, field: str | None = None) -> str:
+        """`formulas.yaml:LINE [id]`: the prefix of every message about an entry."""
+        return f"{self._source_path}:{self.line_of(entry_id, field)} [{entry_id}]"

@@ -1,0 +1,1 @@
+"""Renderers: pure functions from a `Sheet` to content (text, bytes, notebooks)."""
