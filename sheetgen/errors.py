@@ -20,10 +20,15 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" + (f":{self.column}" if self.column else "")
-        who = f" [{self.entry_id}]" if self.entry_id else ""
-        what = f" {self.field}:" if self.field else ""
+        who = f" [{_printable(self.entry_id)}]" if self.entry_id else ""
+        what = f" {_printable(self.field)}:" if self.field else ""
         fix = f" — {self.fix}" if self.fix else ""
         return f"{where}{who}{what} {self.problem}{fix}"
+
+
+def _printable(name: str) -> str:
+    """Names come from the user's file: keep each message on one line, whatever they contain."""
+    return name if name.isprintable() and "]" not in name else repr(name)
 
 
 class SheetError(Exception):

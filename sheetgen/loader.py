@@ -41,6 +41,7 @@ _CONTROL_ESCAPES = {
 }
 _BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 _LINK = re.compile(r"(?i)\b(?:file:|javascript:|vbscript:|data:[a-z]+/|https?://)")
+_RAW_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!?]")
 # Fields that are prose: shown as text on the site and the sheet, so no markup in them.
 _PROSE_FIELDS = {"title", "subtitle", "author", "name", "meaning", "source", "conventions", "text",
@@ -180,7 +181,8 @@ def _compose(text: str, path: str) -> Node:
                                 "check indentation and quoting on this line or the one above",
                                 column=(mark.column + 1) if mark else None) from None
     except YAMLError as err:
-        raise SheetError.single(path, 1, f"YAML error: {err}", "fix the YAML syntax") from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SheetError.single(path, 1, f"YAML error: {first_line}", "fix the YAML syntax") from None
     if node is None:
         raise SheetError.single(path, 1, "the file is empty",
                                 "start from the example entry in the README (sheet: … sections: …)")
@@ -188,8 +190,16 @@ def _compose(text: str, path: str) -> Node:
     return composed
 
 
-def _check_tabs(text: str, path: str) -> None:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _check_characters(text: str, path: str) -> None:
+    """Tabs in indentation and raw control characters, found before YAML gives vaguer errors."""
+    control = _RAW_CONTROL.search(text)
+    if control:
+        before = text[: control.start()]
+        raise SheetError.single(path, before.count("\n") + 1,
+                                f"the file contains the control character U+{ord(control.group()):04X}",
+                                "delete it (it is invisible in most editors)",
+                                column=control.start() - before.rfind("\n"))
+    for number, line in enumerate(text.split("\n"), start=1):
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         if "\t" in indent:
             raise SheetError.single(path, number, "tab character in indentation; YAML indents with spaces only",
@@ -198,7 +208,7 @@ def _check_tabs(text: str, path: str) -> None:
 
 def parse_yaml(text: str, path: str = "formulas.yaml") -> tuple[dict[str, Any], _Builder]:
     """Safe-compose `text` into plain values plus the node of every value."""
-    _check_tabs(text, path)
+    _check_characters(text, path)
     node = _compose(text, path)
     if not isinstance(node, MappingNode):
         raise SheetError.single(path, node.start_mark.line + 1,

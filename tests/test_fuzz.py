@@ -1,0 +1,79 @@
+"""Fuzzing the loader: any document gives a Sheet or the project's own located error, nothing else.
+
+`make test` runs 500 examples; `make fuzz` runs 10,000 (SHEETGEN_FUZZ_EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sheetgen.errors import SheetError
+from sheetgen.loader import load_sheet_text
+from tests.conftest import ROOT
+from tests.test_loader import VALID
+
+EXAMPLES = int(os.environ.get("SHEETGEN_FUZZ_EXAMPLES", "500"))
+LOCATED = re.compile(r"^fuzz\.yaml:\d+(:\d+)?( \[[^\]]+\])? .+ — .+$")
+SHIPPED = (ROOT / "formulas.yaml").read_text(encoding="utf-8")
+# Pieces that YAML and our checks treat specially, so mutations hit interesting paths often.
+TOKENS = ["\t", ": ", "- ", "&a ", "*a", "!!python/object:os.system ", "<<: ", '"\\f"', "'", '"', "[", "{",
+          "}", "]", "no", "~", "null", "1e999", "0x1F", "\u202e", "\x00", "\n", "  ", "#", "|", ">", "%", "@",
+          "kind: fact", "id: x", "javascript:", "$\\frac{", "def ", ">>> "]
+
+
+def _check(text: str) -> None:
+    try:
+        sheet = load_sheet_text(text, "fuzz.yaml")
+    except SheetError as err:
+        assert err.problems, "SheetError without problems"
+        for line in str(err).splitlines():
+            assert LOCATED.match(line), line
+        assert all(problem.line >= 0 for problem in err.problems)
+    else:
+        assert sheet.sections
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> str:
+    text = draw(st.sampled_from([VALID, SHIPPED]))
+    for _ in range(draw(st.integers(1, 4))):
+        position = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["insert", "delete", "replace_line", "duplicate_line"]))
+        if action == "insert":
+            piece = draw(st.one_of(st.sampled_from(TOKENS), st.text(max_size=5)))
+            text = text[:position] + piece + text[position:]
+        elif action == "delete":
+            text = text[:position] + text[position + draw(st.integers(1, 20)):]
+        else:
+            lines = text.splitlines(keepends=True) or [""]
+            index = draw(st.integers(0, len(lines) - 1))
+            if action == "duplicate_line":
+                lines.insert(index, lines[index])
+            else:
+                lines[index] = draw(st.sampled_from(TOKENS)) + "\n"
+            text = "".join(lines)
+    return text
+
+
+yaml_scalars = st.one_of(st.text(max_size=20), st.integers(), st.booleans(), st.none(), st.floats())
+yaml_values = st.recursive(yaml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_documents_give_a_sheet_or_a_located_error(text: str) -> None:
+    _check(text)
+
+
+@settings(max_examples=max(EXAMPLES // 5, 50), deadline=None)
+@given(yaml_values)
+def test_arbitrary_yaml_values_give_a_sheet_or_a_located_error(value: object) -> None:
+    import json
+
+    # JSON is YAML: this feeds well-formed documents of any shape to the validator.
+    _check(json.dumps(value))
