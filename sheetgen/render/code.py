@@ -61,7 +61,7 @@ def render_module(sheet: Sheet) -> str:
     header = HEADER.format(
         title=sheet.sheet.title,
         source=sheet.source_path.rsplit("/", 1)[-1],
-        names="\n".join(f'    "{f.id}",' for f in formulas),
+        names="\n".join(f'    "{name}",' for name in sorted(f.id for f in formulas)),
     )
     chunks = [header]
     for section in sheet.sections:

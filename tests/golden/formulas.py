@@ -9,12 +9,53 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "dot_product",
-    "cosine_similarity",
-    "l2_norm",
+    "adam_step",
+    "attention",
+    "average_precision",
+    "batch_norm",
     "bayes_posterior",
-    "variance",
+    "binary_cross_entropy",
     "chain_rule",
+    "conv1x1",
+    "conv_output_size",
+    "conv_params",
+    "cosine_similarity",
+    "cross_entropy",
+    "dense_backward",
+    "dense_forward",
+    "dot_product",
+    "dropout",
+    "entropy",
+    "f1_score",
+    "gini",
+    "he_normal",
+    "information_gain",
+    "l1_penalty",
+    "l2_norm",
+    "l2_penalty",
+    "linear_regression",
+    "logistic_regression",
+    "lstm_cell",
+    "mf_predict",
+    "momentum_step",
+    "mse",
+    "multi_head_attention",
+    "perplexity",
+    "positional_encoding",
+    "precision",
+    "recall",
+    "relu",
+    "relu_grad",
+    "residual",
+    "rnn_cell",
+    "roc_auc",
+    "sgd_step",
+    "sigmoid",
+    "sigmoid_grad",
+    "softmax",
+    "two_tower_scores",
+    "variance",
+    "xavier_normal",
 ]
 
 
@@ -126,3 +167,878 @@ def chain_rule(f_prime, g, g_prime, x):
     0.0
     """
     return f_prime(g(x)) * g_prime(x)
+
+
+# --- Classical ML --------------------------------------------------------------------
+
+
+def linear_regression(X, w, b):
+    r"""Linear regression: A weighted sum of the features plus a bias, one prediction per row.
+
+    Formula: ŷ = Xw + b
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.2
+    Conventions:
+      - scikit-learn LinearRegression stores w as coef_ and b as intercept_
+
+    >>> linear_regression([[1, 2], [3, 4]], [1, 1], 0.5).tolist()
+    [3.5, 7.5]
+    >>> float(linear_regression([1, 2], [3, 4], 1))
+    12.0
+    """
+    return np.asarray(X, dtype=float) @ np.asarray(w, dtype=float) + b
+
+
+def mse(y, y_hat):
+    r"""Mean squared error: The squared-error loss of linear regression, averaged over samples.
+
+    Formula: L = (1/n) Σᵢ (yᵢ − ŷᵢ)²
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §5.1.4
+    Conventions:
+      - sklearn mean_squared_error and torch MSELoss (reduction=mean) both average
+
+    >>> float(mse([0, 0], [1, 3]))
+    5.0
+    >>> float(mse([1, 2, 3], [1, 2, 3]))
+    0.0
+    """
+    return np.mean((np.asarray(y, dtype=float) - np.asarray(y_hat, dtype=float)) ** 2)
+
+
+def sigmoid(z):
+    r"""Sigmoid: Squashes any real number into (0, 1); $\sigma(-z) = 1 - \sigma(z)$.
+
+    Formula: σ(z) = 1 / (1 + e⁻ᶻ)
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §3.10
+    Conventions:
+      - Stable form: $e^{-|z|}$ in both branches, as scipy.special.expit and torch.sigmoid
+
+    >>> float(sigmoid(0))
+    0.5
+    >>> sigmoid([-1000.0, 1000.0]).tolist()
+    [0.0, 1.0]
+    >>> round(float(sigmoid(np.log(3))), 6)
+    0.75
+    """
+    z = np.asarray(z, dtype=float)
+    e = np.exp(-np.abs(z))  # never overflows
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def logistic_regression(X, w, b):
+    r"""Logistic regression: A linear score squashed to $P(y = 1 \mid x)$; fit with log loss.
+
+    Formula: ŷ = σ(Xw + b) = 1 / (1 + e⁻⁽ˣʷ⁺ᵇ⁾)
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2
+    Conventions:
+      - scikit-learn LogisticRegression adds an L2 penalty by default (C = 1/λ = 1.0)
+
+    >>> np.round(logistic_regression([[0.0], [1.0]], [np.log(3)], 0.0), 6).tolist()
+    [0.5, 0.75]
+    >>> logistic_regression([[1000.0], [-1000.0]], [1.0], 0.0).tolist()
+    [1.0, 0.0]
+    """
+    return sigmoid(np.asarray(X, dtype=float) @ np.asarray(w, dtype=float) + b)
+
+
+def binary_cross_entropy(y, y_hat, eps=1e-12):
+    r"""Binary cross-entropy: Log loss of logistic regression, averaged over the $n$ samples.
+
+    Formula: L = −(1/n) Σᵢ [yᵢ log ŷᵢ + (1 − yᵢ) log(1 − ŷᵢ)]
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2, eq. 4.90
+    Conventions:
+      - Bishop sums over samples; sklearn log_loss and torch BCELoss (reduction=mean) average
+      - torch BCELoss clamps log at −100; BCEWithLogitsLoss takes logits and is stable
+
+    >>> round(float(binary_cross_entropy([1, 0], [0.5, 0.5])), 4)
+    0.6931
+    >>> round(float(binary_cross_entropy([1, 0], [1.0, 0.0])), 6)
+    0.0
+    >>> round(float(binary_cross_entropy([1], [0.0])), 2)
+    27.63
+    """
+    y = np.asarray(y, dtype=float)
+    y_hat = np.clip(np.asarray(y_hat, dtype=float), eps, 1 - eps)
+    return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))
+
+
+def cross_entropy(y, y_hat, eps=1e-9):
+    r"""Categorical cross-entropy: 2-D: mean over rows; 1-D: the plain sum $-\sum_k y_k \log \hat y_k$.
+
+    Formula: L = −(1/N) Σₙ Σₖ yₙₖ log(ŷₙₖ + ε)
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.4, eq. 4.108
+    Conventions:
+      - torch F.cross_entropy takes logits and class indices; reduction=mean by default
+      - Keras CategoricalCrossentropy sums over classes and averages over the batch
+
+    >>> round(float(cross_entropy([0, 1, 0], [0.25, 0.5, 0.25])), 4)
+    0.6931
+    >>> round(float(cross_entropy([0.5, 0.5], [0.5, 0.5])), 4)
+    0.6931
+    >>> round(float(cross_entropy([[1, 0], [0, 1]], [[1.0, 0.0], [0.5, 0.5]])), 4)
+    0.3466
+    """
+    y, y_hat = np.asarray(y, dtype=float), np.asarray(y_hat, dtype=float)
+    per_sample = -np.sum(y * np.log(y_hat + eps), axis=-1)
+    return np.mean(per_sample)
+
+
+def l1_penalty(w, lam):
+    r"""L1 penalty (Lasso): Added to the loss; drives weights to exactly zero (sparse weights).
+
+    Formula: L + λ Σⱼ |wⱼ|
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.4.2
+    Conventions:
+      - scikit-learn Lasso minimises (1/2n)‖y − Xw‖² + α‖w‖₁
+
+    >>> float(l1_penalty([1, -2, 3], 0.5))
+    3.0
+    >>> float(l1_penalty([0, 0], 10.0))
+    0.0
+    """
+    return lam * np.sum(np.abs(np.asarray(w, dtype=float)))
+
+
+def l2_penalty(w, lam):
+    r"""L2 penalty (Ridge): Added to the loss; shrinks all weights towards zero (small weights).
+
+    Formula: L + λ Σⱼ wⱼ²
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.4.1
+    Conventions:
+      - scikit-learn Ridge minimises ‖y − Xw‖² + α‖w‖² (no 1/n)
+      - torch SGD weight_decay=λ adds λw to the gradient, i.e. a penalty (λ/2)‖w‖²
+
+    >>> float(l2_penalty([1, -2, 3], 0.5))
+    7.0
+    >>> float(l2_penalty([0, 0], 10.0))
+    0.0
+    """
+    return lam * np.sum(np.asarray(w, dtype=float) ** 2)
+
+
+def entropy(p, base=2):
+    r"""Entropy: Average surprise in bits: 1 for a fair coin, 0 for a sure outcome.
+
+    Formula: H(p) = −Σᵢ pᵢ log₂ pᵢ  (0·log 0 = 0)
+    Source: Cover & Thomas, Elements of Information Theory (2nd ed., 2006), §2.1
+    Conventions:
+      - scipy.stats.entropy normalises p and uses the natural log unless base= is given
+
+    >>> float(entropy([0.5, 0.5]))
+    1.0
+    >>> float(entropy([1.0, 0.0]))
+    0.0
+    >>> float(entropy([0.25, 0.25, 0.25, 0.25]))
+    2.0
+    """
+    p = np.asarray(p, dtype=float)
+    log_p = np.log(np.where(p > 0, p, 1.0))  # 0·log 0 = 0
+    return np.sum(p * -log_p, axis=-1) / np.log(base)
+
+
+def gini(p):
+    r"""Gini impurity: Chance that two random draws from the node disagree; 0 when pure.
+
+    Formula: G = 1 − Σᵢ pᵢ²
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §9.2.3
+    Conventions:
+      - scikit-learn trees use criterion=gini by default; entropy/log_loss give info gain
+
+    >>> float(gini([0.5, 0.5]))
+    0.5
+    >>> float(gini([1.0, 0.0]))
+    0.0
+    >>> float(gini([0.25, 0.25, 0.25, 0.25]))
+    0.75
+    """
+    p = np.asarray(p, dtype=float)
+    return 1.0 - np.sum(p**2, axis=-1)
+
+
+def information_gain(parent, children):
+    r"""Information gain: Entropy drop from a split; each child weighted by its share of $S$.
+
+    Formula: IG = H(S) − Σᵥ (|Sᵥ|/|S|) H(Sᵥ)
+    Source: Mitchell, Machine Learning (1997), §3.4.1
+    Conventions:
+      - H is the base-2 entropy of the class frequencies in each set of labels
+
+    >>> information_gain([0, 0, 1, 1], [[0, 0], [1, 1]])
+    1.0
+    >>> information_gain([0, 0, 1, 1], [[0, 1], [0, 1]])
+    0.0
+    >>> information_gain(['a', 'a', 'a', 'a'], [['a'], ['a', 'a', 'a']])
+    0.0
+    """
+    sets = [np.asarray(parent)] + [np.asarray(child) for child in children]
+    h = [entropy(np.unique(s, return_counts=True)[1] / max(s.size, 1)) for s in sets]
+    weights = [s.size / sets[0].size for s in sets[1:]]
+    return float(h[0] - np.dot(weights, h[1:]))
+
+
+# --- Metrics -------------------------------------------------------------------------
+
+
+def precision(tp, fp):
+    r"""Precision: Of the predicted positives, the fraction that are correct.
+
+    Formula: Precision = TP / (TP + FP)
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.3
+    Conventions:
+      - sklearn precision_score returns 0.0 (with a warning) when TP + FP = 0; see zero_division
+
+    >>> precision(3, 1)
+    0.75
+    >>> precision(0, 0)
+    0.0
+    """
+    return tp / (tp + fp) if tp + fp > 0 else 0.0
+
+
+def recall(tp, fn):
+    r"""Recall: Of the actual positives, the fraction found (TPR, sensitivity).
+
+    Formula: Recall = TP / (TP + FN)
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.3
+    Conventions:
+      - sklearn recall_score returns 0.0 (with a warning) when TP + FN = 0; see zero_division
+
+    >>> recall(3, 3)
+    0.5
+    >>> recall(0, 0)
+    0.0
+    """
+    return tp / (tp + fn) if tp + fn > 0 else 0.0
+
+
+def f1_score(precision, recall):
+    r"""F1 score: Harmonic mean of precision and recall; low if either one is low.
+
+    Formula: F1 = 2PR / (P + R)
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.3
+    Conventions:
+      - sklearn f1_score works from counts, 2TP/(2TP + FP + FN): the same value
+
+    >>> f1_score(0.75, 0.5)
+    0.6
+    >>> f1_score(1.0, 1.0)
+    1.0
+    >>> f1_score(0.0, 0.0)
+    0.0
+    """
+    if precision + recall == 0:
+        return 0.0
+    return 2 * precision * recall / (precision + recall)
+
+
+def roc_auc(y_true, scores):
+    r"""ROC AUC: Area under TPR vs FPR: P(random positive outranks random negative).
+
+    Formula: AUC = P(s₊ > s₋) = (1/(n₊n₋)) Σᵢ₊ Σⱼ₋ [1(sᵢ > sⱼ) + ½·1(sᵢ = sⱼ)]
+    Source: Fawcett, An introduction to ROC analysis, Pattern Recognition Letters (2006), §7
+    Conventions:
+      - Computed from average ranks (Mann–Whitney U); sklearn roc_auc_score gives the same value
+      - sklearn raises when y_true holds one class only; so does this function
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    >>> roc_auc([0, 1], [0.2, 0.9])
+    1.0
+    >>> roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])
+    0.5
+    """
+    y = np.asarray(y_true).astype(bool)
+    _, inverse, counts = np.unique(np.asarray(scores, dtype=float),
+                                   return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse.ravel()]  # ties share the mean rank
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError('roc_auc needs both classes in y_true')
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision(y_true, scores):
+    r"""Average precision (AUC-PR): Area under precision vs recall as a step sum; no interpolation.
+
+    Formula: AP = Σₙ (Rₙ − Rₙ₋₁) Pₙ  (thresholds in descending score order, R₀ = 0)
+    Source: scikit-learn User Guide, Model evaluation, Precision, recall and F-measures
+    Conventions:
+      - Equals sklearn average_precision_score; tied scores form one threshold
+      - Not the trapezoidal area under the PR curve (sklearn auc), which can be optimistic
+
+    >>> round(average_precision([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 4)
+    0.8333
+    >>> average_precision([0, 1, 1], [0.1, 0.8, 0.9])
+    1.0
+    >>> average_precision([1, 0], [0.5, 0.5])
+    0.5
+    >>> average_precision([0, 0], [0.1, 0.9])
+    0.0
+    """
+    scores = np.asarray(scores, dtype=float)
+    order = np.argsort(-scores, kind='stable')
+    y, scores = np.asarray(y_true).astype(bool)[order], scores[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), y.size - 1]  # last index of each distinct score
+    tp = np.cumsum(y)[last]
+    if tp[-1] == 0:
+        return 0.0  # no positives: scikit-learn also gives 0.0 (and warns)
+    precision_n, recall_n = tp / (last + 1), tp / tp[-1]
+    return float(np.sum(np.diff(recall_n, prepend=0.0) * precision_n))
+
+
+# --- Neural networks -----------------------------------------------------------------
+
+
+def dense_forward(x, W, b):
+    r"""Forward pass (dense layer): Affine map then activation; returns $(a, z)$, $z$ reused by backprop.
+
+    Formula: z = Wx + b, a = σ(z)   (batch: Z = XWᵀ + b)
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.4, Alg. 6.3
+    Conventions:
+      - torch nn.Linear stores W as (out, in) and computes x @ W.T + b, as here
+
+    >>> a, z = dense_forward([1.0, 2.0], [[1.0, -1.0], [0.0, 0.0]], [1.0, 0.0])
+    >>> z.tolist(), a.tolist()
+    ([0.0, 0.0], [0.5, 0.5])
+    >>> dense_forward(np.ones((4, 3)), np.zeros((2, 3)), np.zeros(2))[0].shape
+    (4, 2)
+    """
+    z = np.asarray(x, dtype=float) @ np.asarray(W, dtype=float).T + np.asarray(b, dtype=float)
+    return sigmoid(z), z
+
+
+def dense_backward(x, W, b, grad_a):
+    r"""Backprop (dense layer): Chain rule ∂L/∂a · ∂a/∂z · ∂z/∂W, written for a batch of rows.
+
+    Formula: δ = ∂L/∂a ⊙ σ′(z); ∂L/∂W = δᵀX (one sample: δxᵀ); ∂L/∂b = Σₙ δₙ; ∂L/∂x = δW
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.4, Alg. 6.4
+    Conventions:
+      - torch autograd (loss.backward()) computes the same three gradients
+
+    >>> [g.tolist() for g in dense_backward([2.0], [[0.0]], [0.0], [1.0])]
+    [[[0.5]], [0.25], [0.0]]
+    >>> rng = np.random.default_rng(0)
+    >>> x, W, b = rng.normal(size=(4, 3)), rng.normal(size=(2, 3)), rng.normal(size=2)
+    >>> g = rng.normal(size=(4, 2))  # dL/da for the loss L = sum(a * g)
+    >>> grad_W, grad_b, grad_x = dense_backward(x, W, b, g)
+    >>> loss = lambda W_: np.sum(dense_forward(x, W_, b)[0] * g)
+    >>> E = 1e-6 * np.eye(W.size).reshape(-1, *W.shape)  # nudge one weight at a time
+    >>> numeric = np.reshape([(loss(W + e) - loss(W - e)) / 2e-6 for e in E], W.shape)
+    >>> bool(np.allclose(grad_W, numeric, atol=1e-6))
+    True
+    """
+    x, W = np.asarray(x, dtype=float), np.asarray(W, dtype=float)
+    _, z = dense_forward(x, W, b)
+    delta = np.asarray(grad_a, dtype=float) * sigmoid_grad(z)
+    X, D = x.reshape(-1, x.shape[-1]), delta.reshape(-1, delta.shape[-1])
+    return D.T @ X, D.sum(axis=0), delta @ W
+
+
+def relu(z):
+    r"""ReLU: Keeps positives, zeroes negatives; cheap, sparse, no saturation if $z>0$.
+
+    Formula: ReLU(z) = max(0, z)
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.3.1
+
+    >>> relu([-2, 0, 3]).tolist()
+    [0.0, 0.0, 3.0]
+    >>> float(relu(-1e300))
+    0.0
+    """
+    return np.maximum(np.asarray(z, dtype=float), 0.0)
+
+
+def relu_grad(z):
+    r"""ReLU derivative: Gradient 1 for active units, 0 otherwise; 0 chosen at the kink $z = 0$.
+
+    Formula: ReLU′(z) = 1 if z > 0 else 0  (0 at z = 0)
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.3
+    Conventions:
+      - torch ReLU backward also gives 0 at z = 0
+
+    >>> relu_grad([-2, 0, 3]).tolist()
+    [0.0, 0.0, 1.0]
+    >>> float(relu_grad(0.0))
+    0.0
+    """
+    return (np.asarray(z, dtype=float) > 0).astype(float)
+
+
+def sigmoid_grad(z):
+    r"""Sigmoid derivative: Peaks at 0.25 at $z = 0$; near 0 for large $|z|$ (vanishing gradients).
+
+    Formula: σ′(z) = σ(z)(1 − σ(z))
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2, eq. 4.88
+
+    >>> float(sigmoid_grad(0))
+    0.25
+    >>> sigmoid_grad([-1000.0, 1000.0]).tolist()
+    [0.0, 0.0]
+    """
+    s = sigmoid(z)
+    return s * (1.0 - s)
+
+
+def softmax(z, axis=-1):
+    r"""Softmax: Turns scores into probabilities; subtracting the max avoids overflow.
+
+    Formula: softmax(z)ᵢ = exp(zᵢ − max z) / Σₖ exp(zₖ − max z)
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.2.2.3; stable form §4.1
+    Conventions:
+      - scipy.special.softmax and torch.softmax(z, dim=-1) are stable the same way
+
+    >>> softmax([0, 0]).tolist()
+    [0.5, 0.5]
+    >>> np.round(softmax([0, np.log(3)]), 6).tolist()
+    [0.25, 0.75]
+    >>> softmax([[1000, 1000], [1000, 0]]).tolist()
+    [[0.5, 0.5], [1.0, 0.0]]
+    """
+    z = np.asarray(z, dtype=float)
+    e = np.exp(z - np.max(z, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def xavier_normal(n_in, n_out, rng):
+    r"""Xavier (Glorot) init: Keeps activation and gradient variance steady; for tanh/sigmoid.
+
+    Formula: W ~ N(0, 2/(nᵢₙ + nₒᵤₜ))
+    Source: Glorot & Bengio (2010), eq. 12 (its uniform form is eq. 16)
+    Conventions:
+      - torch nn.init.xavier_normal_ uses gain·sqrt(2/(fan_in + fan_out))
+      - Keras GlorotNormal draws from a truncated normal with the same std
+
+    >>> xavier_normal(3, 2, np.random.default_rng(0)).shape
+    (2, 3)
+    >>> round(float(xavier_normal(500, 300, np.random.default_rng(0)).std()), 2)  # sqrt(2/800)
+    0.05
+    """
+    return rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), size=(n_out, n_in))
+
+
+def he_normal(n_in, n_out, rng):
+    r"""He (Kaiming) init: Doubles the fan-in variance to make up for ReLU zeroing half the units.
+
+    Formula: W ~ N(0, 2/nᵢₙ)
+    Source: He et al. (2015), Delving Deep into Rectifiers, §2.2, eq. 10
+    Conventions:
+      - torch kaiming_normal_ defaults (a=0, mode=fan_in) give std sqrt(2/fan_in)
+      - Keras HeNormal draws from a truncated normal with the same std
+
+    >>> he_normal(3, 2, np.random.default_rng(0)).shape
+    (2, 3)
+    >>> round(float(he_normal(200, 100, np.random.default_rng(0)).std()), 2)  # sqrt(2/200)
+    0.1
+    """
+    return rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_out, n_in))
+
+
+def batch_norm(x, gamma, beta, eps=1e-5):
+    r"""Batch normalization: Standardise each feature over the batch (axis 0), then scale and shift.
+
+    Formula: x̂ = (x − μ_B) / √(σ²_B + ε),  y = γx̂ + β  (training mode, per feature over the batch)
+    Source: Ioffe & Szegedy (2015), Batch Normalization, Alg. 1
+    Conventions:
+      - Uses the biased batch variance; torch stores the unbiased one in running_var
+      - At inference frameworks use running mean/var, not batch statistics
+      - Default ε: 1e-5 in PyTorch, 1e-3 in Keras
+
+    >>> batch_norm([[1, 10], [3, 30]], [2, 1], [0, 5], eps=0.0).tolist()
+    [[-2.0, 4.0], [2.0, 6.0]]
+    >>> batch_norm([[5.0], [5.0]], 1.0, 0.0).tolist()
+    [[0.0], [0.0]]
+    """
+    x = np.asarray(x, dtype=float)
+    x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
+    return np.asarray(gamma, dtype=float) * x_hat + np.asarray(beta, dtype=float)
+
+
+def dropout(x, p, rng):
+    r"""Dropout (inverted): Train: zero a fraction $p$, scale the rest by $1/(1-p)$; test: identity.
+
+    Formula: y = m ⊙ x / (1 − p),  mᵢ ~ Bernoulli(1 − p)  (training only)
+    Source: Srivastava et al. (2014), Dropout, JMLR 15, §4 and §10
+    Conventions:
+      - Srivastava et al. write p for the keep probability; here p is the drop rate
+      - Keras Dropout is also inverted; torch F.dropout(training=False) is identity
+
+    >>> dropout([1.0, 2.0], 0.0, np.random.default_rng(0)).tolist()
+    [1.0, 2.0]
+    >>> sorted(set(dropout(np.ones(1000), 0.5, np.random.default_rng(0)).tolist()))
+    [0.0, 2.0]
+    >>> bool(abs(dropout(np.ones(100_000), 0.2, np.random.default_rng(0)).mean() - 1) < 0.01)
+    True
+    >>> dropout([1.0], 1.0, np.random.default_rng(0))
+    Traceback (most recent call last):
+    ValueError: p must be in [0, 1), got 1.0
+    """
+    if not 0 <= p < 1:
+        raise ValueError(f'p must be in [0, 1), got {p}')
+    x = np.asarray(x, dtype=float)
+    if p == 0:
+        return x
+    keep = rng.random(x.shape) >= p
+    return np.where(keep, x / (1 - p), 0.0)
+
+
+# --- Optimization --------------------------------------------------------------------
+
+
+def sgd_step(theta, grad, lr):
+    r"""SGD: Step against the gradient, scaled by the learning rate $\eta$.
+
+    Formula: θ ← θ − η∇L
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §8.3.1, Algorithm 8.1
+    Conventions:
+      - Same as torch.optim.SGD and Keras SGD with momentum 0 and no weight decay.
+
+    >>> sgd_step([1.0, 2.0], [2.0, -4.0], lr=0.25).tolist()
+    [0.5, 3.0]
+    >>> sgd_step([1.0, 2.0], [0.0, 0.0], lr=0.25).tolist()
+    [1.0, 2.0]
+    """
+    return np.asarray(theta, dtype=float) - lr * np.asarray(grad, dtype=float)
+
+
+def momentum_step(theta, v, grad, lr, beta=0.9):
+    r"""Momentum: Velocity accumulates past gradients; damps zig-zags, speeds valleys.
+
+    Formula: v ← βv + ∇L, θ ← θ − ηv
+    Source: Polyak (1964); Sutskever et al., On the importance of initialization and momentum (ICML 2013), §2
+    Conventions:
+      - This is torch.optim.SGD(momentum=β) with dampening 0 (v starts at 0).
+      - Some texts use v ← βv + (1−β)g (an average; rescale η by 1/(1−β)) or v ← βv − ηg, θ ← θ
+        + v (Sutskever et al., Keras SGD).
+
+    >>> theta, v = momentum_step([1.0], [0.0], [2.0], lr=0.5, beta=0.5)
+    >>> theta.tolist(), v.tolist()
+    ([0.0], [2.0])
+    >>> theta, v = momentum_step(theta, v, [2.0], lr=0.5, beta=0.5)  # v = 0.5·2 + 2
+    >>> theta.tolist(), v.tolist()
+    ([-1.5], [3.0])
+    """
+    v = beta * np.asarray(v, dtype=float) + np.asarray(grad, dtype=float)
+    return np.asarray(theta, dtype=float) - lr * v, v
+
+
+def adam_step(theta, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    r"""Adam: Per-parameter steps from bias-corrected averages of $g$ and $g^2$.
+
+    Formula: m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²; m̂ = m/(1−β₁ᵗ); v̂ = v/(1−β₂ᵗ); θ ← θ − η·m̂/(√v̂ + ε)
+    Source: Kingma & Ba, Adam (ICLR 2015), Algorithm 1
+    Conventions:
+      - PyTorch torch.optim.Adam matches Algorithm 1: ε is added outside the root, to √v̂.
+      - TF/Keras Adam uses the ε̂ form given just before §2.1 of the paper: ηₜ =
+        η·√(1−β₂ᵗ)/(1−β₁ᵗ), θ ← θ − ηₜ·m/(√v + ε̂), so ε sits elsewhere; Keras default ε = 1e-7.
+      - t counts steps from 1; m and v start at 0.
+
+    >>> g = np.array([3.0, -0.5, 0.0])
+    >>> theta, m, v = adam_step(np.ones(3), g, np.zeros(3), np.zeros(3), t=1, lr=0.1)
+    >>> np.round(theta, 4).tolist()  # first step: each parameter moves by ≈ lr·sign(g)
+    [0.9, 1.1, 1.0]
+    >>> np.round(m, 4).tolist(), np.round(v, 6).tolist()
+    ([0.3, -0.05, 0.0], [0.009, 0.00025, 0.0])
+    >>> theta, m, v = adam_step(theta, g, m, v, t=2, lr=0.1)
+    >>> np.round(theta, 4).tolist()  # bias correction: constant g, same step again
+    [0.8, 1.2, 1.0]
+    """
+    grad = np.asarray(grad, dtype=float)
+    m = beta1 * np.asarray(m, dtype=float) + (1 - beta1) * grad
+    v = beta2 * np.asarray(v, dtype=float) + (1 - beta2) * grad**2
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    theta = np.asarray(theta, dtype=float) - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return theta, m, v
+
+
+# --- CNNs ----------------------------------------------------------------------------
+
+
+def conv_output_size(w, k, p=0, s=1):
+    r"""Conv output size: Output width for input $W$, kernel $K$, padding $P$, stride $S$.
+
+    Formula: O = ⌊(W − K + 2P)/S⌋ + 1
+    Source: Dumoulin & Visin, A guide to convolution arithmetic (2016), Relationship 6
+    Conventions:
+      - torch.nn.Conv2d: ⌊(W + 2P − D(K−1) − 1)/S⌋ + 1 with dilation D; D = 1 gives this.
+      - Pooling with ceil_mode=True rounds up; TF padding="same" gives ⌈W/S⌉.
+
+    >>> conv_output_size(32, 3, 1, 1)  # 'same' 3×3 conv
+    32
+    >>> conv_output_size(7, 3, 0, 2)
+    3
+    >>> conv_output_size(8, 3, 0, 2)  # (8 − 3)/2 = 2.5, floored
+    3
+    >>> conv_output_size(224, 7, 3, 2)  # ResNet stem
+    112
+    """
+    if w + 2 * p < k:
+        raise ValueError("kernel is larger than the padded input")
+    return (w - k + 2 * p) // s + 1
+
+
+def conv_params(k, c_in, c_out):
+    r"""Conv parameters: A $K{\times}K{\times}C_\text{in}$ filter and a bias per output channel.
+
+    Formula: params = K²·C_in·C_out + C_out
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), ch. 9
+    Conventions:
+      - bias=False drops the + C_out; groups=g divides the first term by g (depthwise: g =
+        C_in).
+
+    >>> conv_params(3, 3, 64)  # 27·64 + 64
+    1792
+    >>> conv_params(1, 256, 64)  # 1×1 bottleneck
+    16448
+    """
+    return k * k * c_in * c_out + c_out
+
+
+def residual(x, f):
+    r"""ResNet skip: The block learns a residual; the identity path is a gradient highway.
+
+    Formula: y = F(x) + x
+    Source: He et al., Deep Residual Learning (2016), §3.2
+    Conventions:
+      - When shapes differ the shortcut is a projection $W_s x$ (a 1×1 conv), He et al. eq. 2.
+
+    >>> residual([1.0, -2.0], lambda z: 2 * z).tolist()
+    [3.0, -6.0]
+    >>> residual([1.0, -2.0], np.zeros_like).tolist()  # F = 0: identity
+    [1.0, -2.0]
+    """
+    x = np.asarray(x, dtype=float)
+    return f(x) + x
+
+
+def conv1x1(x, W):
+    r"""1×1 conv: Per-pixel linear map over channels: mixes channels, reduces $C$.
+
+    Formula: y[o, h, w] = Σ_c W[o, c]·x[c, h, w]
+    Source: Lin et al., Network In Network (2014); Szegedy et al., Going Deeper with Convolutions (2015), §4
+    Conventions:
+      - Equals torch conv2d with weight W[:, :, None, None] and no bias; channels-last (TF) is x
+        @ W.T.
+      - x may also be batched, (N, C_in, H, W).
+
+    >>> x = np.arange(8.0).reshape(2, 2, 2)  # channels [[0, 1], [2, 3]] and [[4, 5], [6, 7]]
+    >>> conv1x1(x, [[1, 1], [1, -1]]).tolist()  # sum and difference of the channels
+    [[[4.0, 6.0], [8.0, 10.0]], [[-4.0, -4.0], [-4.0, -4.0]]]
+    >>> conv1x1(np.ones((256, 7, 7)), np.ones((64, 256))).shape
+    (64, 7, 7)
+    """
+    return np.einsum("oc,...chw->...ohw", np.asarray(W, dtype=float), np.asarray(x, dtype=float))
+
+
+# --- RNNs ----------------------------------------------------------------------------
+
+
+def rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh):
+    r"""Vanilla RNN: The new state mixes the input and the previous state.
+
+    Formula: hₜ = tanh(W_ih xₜ + b_ih + W_hh hₜ₋₁ + b_hh)
+    Source: Elman, Finding Structure in Time (1990); as in PyTorch nn.RNNCell
+    Conventions:
+      - PyTorch RNNCell: W_ih (H, input), W_hh (H, H), two biases; Keras SimpleRNN: one bias,
+        kernels stored transposed (x @ W).
+      - x is (input,) or batched (N, input); h matches.
+
+    >>> np.round(rnn_cell([np.log(3)], [0.0], [[1.0]], [[1.0]], [0.0], [0.0]), 6).tolist()  # tanh(ln 3)
+    [0.8]
+    >>> rnn_cell([0.0], [np.log(3)], [[1.0]], [[1.0]], [1.0], [-1.0]).round(6).tolist()  # from h
+    [0.8]
+    >>> rnn_cell(np.ones((5, 3)), np.zeros((5, 4)), np.ones((4, 3)), np.ones((4, 4)), np.zeros(4), np.zeros(4)).shape
+    (5, 4)
+    """
+    x, h = np.asarray(x, dtype=float), np.asarray(h, dtype=float)
+    W_ih, W_hh = np.asarray(W_ih, dtype=float), np.asarray(W_hh, dtype=float)
+    return np.tanh(x @ W_ih.T + b_ih + h @ W_hh.T + b_hh)
+
+
+def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
+    r"""LSTM: Gates pick what the cell forgets, writes and outputs; $C_t$ is memory.
+
+    Formula: fₜ = σ(W_f[hₜ₋₁, xₜ] + b_f); iₜ = σ(W_i[hₜ₋₁, xₜ] + b_i); oₜ = σ(W_o[hₜ₋₁, xₜ] + b_o); C̃ₜ = tanh(W_c[hₜ₋₁, xₜ] + b_c); Cₜ = fₜ⊙Cₜ₋₁ + iₜ⊙C̃ₜ; hₜ = oₜ⊙tanh(Cₜ)
+    Source: Hochreiter & Schmidhuber (1997); gate form of Gers et al. (2000) as in PyTorch LSTMCell
+    Conventions:
+      - PyTorch stacks gates i, f, g (= C̃), o in W_ih (4H, input), W_hh (4H, H), with two
+        biases b_ih, b_hh.
+      - Keras stacks i, f, c, o in a kernel of shape (input, 4H), one bias, forget bias
+        initialised to 1.
+
+    >>> W_ih, W_hh, zeros = np.zeros((4, 1)), np.zeros((4, 1)), np.zeros(4)
+    >>> h, c = lstm_cell([0.0], [0.0], [2 * np.log(3)], W_ih, W_hh, zeros, zeros)
+    >>> np.round(h, 4).tolist(), np.round(c, 4).tolist()  # gates 0.5, C̃ = 0: c halves, h = 0.5·tanh(ln 3)
+    ([0.4], [1.0986])
+    >>> b = np.array([-30.0, 30.0, 0.0, 30.0])  # i closed, f open, o open
+    >>> h, c = lstm_cell([0.0], [0.0], [np.log(3)], W_ih, W_hh, b, zeros)
+    >>> np.round(h, 4).tolist(), np.round(c, 4).tolist()  # c kept, h = tanh(ln 3)
+    ([0.8], [1.0986])
+    >>> h, c = lstm_cell(np.ones((5, 3)), np.zeros((5, 2)), np.zeros((5, 2)), np.ones((8, 3)), np.ones((8, 2)), np.zeros(8), np.zeros(8))
+    >>> h.shape, c.shape
+    ((5, 2), (5, 2))
+    """
+    x, h, c = (np.asarray(a, dtype=float) for a in (x, h, c))
+    W_ih, W_hh = np.asarray(W_ih, dtype=float), np.asarray(W_hh, dtype=float)
+    z = x @ W_ih.T + b_ih + h @ W_hh.T + b_hh
+    i, f, g, o = np.split(z, 4, axis=-1)
+    i, f, o = (0.5 * (1 + np.tanh(0.5 * a)) for a in (i, f, o))  # logistic sigmoid
+    c = f * c + i * np.tanh(g)
+    return o * np.tanh(c), c
+
+
+# --- Transformers --------------------------------------------------------------------
+
+
+def attention(Q, K, V, mask=None):
+    r"""Scaled dot-product attention: Each query takes a softmax-weighted (over keys) average of the values.
+
+    Formula: Attention(Q, K, V) = softmax(QKᵀ/√d_k) V, softmax over keys (last axis)
+    Source: Vaswani et al., Attention Is All You Need (2017), §3.2.1
+    Conventions:
+      - Softmax runs over the last axis (keys); leading axes are batch and heads.
+      - Boolean mask True = attend, as torch F.scaled_dot_product_attention;
+        nn.MultiheadAttention masks use True = ignore.
+      - A row with every key masked returns zeros, like torch SDPA.
+
+    >>> Q, K, V = [[1.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]], [[0.0, 2.0], [4.0, 6.0]]
+    >>> attention(Q, K, V).tolist()  # identical keys: plain average of V
+    [[2.0, 4.0]]
+    >>> attention(Q, K, V, mask=[[True, False]]).tolist()  # second key hidden
+    [[0.0, 2.0]]
+    >>> causal = np.tril(np.ones((3, 3), dtype=bool))
+    >>> np.round(attention(np.zeros((3, 2)), np.zeros((3, 2)), [[3.0], [6.0], [9.0]], causal), 4).tolist()
+    [[3.0], [4.5], [6.0]]
+    >>> attention(np.ones((2, 8, 3, 4)), np.ones((2, 8, 5, 4)), np.ones((2, 8, 5, 6))).shape
+    (2, 8, 3, 6)
+    """
+    Q, K, V = (np.asarray(a, dtype=float) for a in (Q, K, V))
+    scores = Q @ np.swapaxes(K, -1, -2) / np.sqrt(Q.shape[-1])
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    top = np.max(scores, axis=-1, keepdims=True)
+    weights = np.exp(scores - np.where(np.isfinite(top), top, 0.0))
+    total = np.sum(weights, axis=-1, keepdims=True)
+    return weights / np.where(total > 0, total, 1.0) @ V
+
+
+def multi_head_attention(q, k, v, W_q, W_k, W_v, W_o, n_heads):
+    r"""Multi-head attention: $h$ attention heads on $E/h$-dim projections, concatenated, projected.
+
+    Formula: MultiHead(Q, K, V) = Concat(head₁ … headₕ) Wᴼ, headᵢ = Attention(QWᵢQ, KWᵢK, VWᵢV)
+    Source: Vaswani et al., Attention Is All You Need (2017), §3.2.2
+    Conventions:
+      - Weights (E, E) applied as x @ W.T, as torch nn.MultiheadAttention(bias=False,
+        batch_first=True) with in_proj_weight = [W_q; W_k; W_v], out_proj.weight = W_o.
+      - Head i uses rows i·E/h … (i+1)·E/h of W_q, W_k, W_v; the paper writes x W.
+      - q is (L, E), k and v (S, E); a leading batch axis (N, L, E) also works.
+
+    >>> I = np.eye(4)
+    >>> q, k, v = np.ones((1, 4)), np.zeros((2, 4)), [[0.0, 2.0, 4.0, 6.0], [2.0, 4.0, 6.0, 8.0]]
+    >>> multi_head_attention(q, k, v, I, I, I, I, n_heads=2).tolist()  # equal scores: mean of v
+    [[1.0, 3.0, 5.0, 7.0]]
+    >>> multi_head_attention(np.ones((3, 8)), np.ones((5, 8)), np.ones((5, 8)), *[np.eye(8)] * 4, n_heads=4).shape
+    (3, 8)
+    >>> rng = np.random.default_rng(0)
+    >>> q, k, v = rng.normal(size=(3, 3, 4))
+    >>> bool(np.allclose(multi_head_attention(q, k, v, I, I, I, I, 1), attention(q, k, v)))  # h = 1
+    True
+    """
+    q, k, v = (np.asarray(a, dtype=float) for a in (q, k, v))
+    E = q.shape[-1]
+    if E % n_heads:
+        raise ValueError("embedding size must be divisible by n_heads")
+
+    def heads(x, W):  # (..., L, E) -> (..., n_heads, L, E // n_heads)
+        y = x @ np.asarray(W, dtype=float).T
+        return np.swapaxes(y.reshape(*y.shape[:-1], n_heads, E // n_heads), -2, -3)
+
+    out = attention(heads(q, W_q), heads(k, W_k), heads(v, W_v))
+    out = np.swapaxes(out, -2, -3).reshape(q.shape)
+    return out @ np.asarray(W_o, dtype=float).T
+
+
+def positional_encoding(n_positions, d_model):
+    r"""Sinusoidal positional encoding: Fixed sinusoids of geometric wavelengths, added to token embeddings.
+
+    Formula: PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(pos/10000^(2i/d))
+    Source: Vaswani et al., Attention Is All You Need (2017), §3.5
+    Conventions:
+      - Sines on even columns, cosines on odd ones; d_model must be even.
+      - tensor2tensor puts all sines then all cosines; BERT and GPT learn position embeddings
+        instead.
+
+    >>> positional_encoding(1, 4).tolist()  # position 0: sin 0, cos 0
+    [[0.0, 1.0, 0.0, 1.0]]
+    >>> np.round(positional_encoding(2, 2), 4).tolist()  # position 1: sin 1, cos 1
+    [[0.0, 1.0], [0.8415, 0.5403]]
+    >>> positional_encoding(50, 16).shape
+    (50, 16)
+    """
+    if d_model % 2:
+        raise ValueError("d_model must be even")
+    pos = np.arange(n_positions, dtype=float)[:, None]
+    angle = pos / 10000.0 ** (np.arange(0, d_model, 2) / d_model)
+    pe = np.empty((n_positions, d_model))
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle)
+    return pe
+
+
+# --- NLP -----------------------------------------------------------------------------
+
+
+def perplexity(log_probs):
+    r"""Perplexity: Exp of the mean negative log-likelihood per token; lower is better.
+
+    Formula: PPL = exp(−(1/N) Σ log P(wᵢ | w₁ … wᵢ₋₁))
+    Source: Jurafsky & Martin, Speech and Language Processing (3rd ed. draft), §3.3
+    Conventions:
+      - Natural log here; with log₂ use 2 to the power instead. Equals exp(mean cross-entropy
+        loss) in PyTorch or Keras.
+
+    >>> round(float(perplexity(np.log([0.5, 0.5, 0.5]))), 6)  # as unsure as a coin flip
+    2.0
+    >>> round(float(perplexity(np.log([0.1] * 4))), 6)  # uniform over 10 words
+    10.0
+    >>> float(perplexity([0.0, 0.0]))  # every token certain
+    1.0
+    """
+    return np.exp(-np.mean(np.asarray(log_probs, dtype=float)))
+
+
+# --- Recommender systems -------------------------------------------------------------
+
+
+def mf_predict(P, Q):
+    r"""Matrix factorization: Users and items share a $k$-dim latent space; rating ≈ dot product.
+
+    Formula: R ≈ PQᵀ (users × items), r̂ᵤᵢ = pᵤ·qᵢ
+    Source: Koren, Bell & Volinsky, Matrix Factorization Techniques for Recommender Systems (2009)
+    Conventions:
+      - P is (users, k), Q is (items, k). Biased MF adds μ + b_u + b_i.
+
+    >>> P = [[1, 2], [0, 1]]  # 2 users, k = 2
+    >>> Q = [[1, 0], [1, 1], [0, 3]]  # 3 items
+    >>> mf_predict(P, Q).tolist()
+    [[1.0, 3.0, 6.0], [0.0, 1.0, 3.0]]
+    """
+    return np.asarray(P, dtype=float) @ np.asarray(Q, dtype=float).T
+
+
+def two_tower_scores(U, I):
+    r"""Two-tower model: Towers embed user and item (e.g. 128-d); score = their dot product.
+
+    Formula: score = dot(user_emb, item_emb); user_emb = UserTower(user features), item_emb = ItemTower(item features), e.g. 128-d; S = U Iᵀ
+    Source: Covington et al. (RecSys 2016); Yi et al., Sampling-Bias-Corrected Neural Modeling (RecSys 2019)
+    Conventions:
+      - Item embeddings are precomputed and searched by approximate nearest neighbours; some
+        models L2-normalise and divide by a temperature.
+
+    >>> U = [[1, 0], [0, 2]]  # 2 user embeddings
+    >>> I = [[3, 1], [1, 1], [0, 1]]  # 3 item embeddings
+    >>> two_tower_scores(U, I).tolist()  # every user × item pair
+    [[3.0, 1.0, 0.0], [2.0, 2.0, 2.0]]
+    >>> two_tower_scores([0, 2], I).tolist()  # one user
+    [2.0, 2.0, 2.0]
+    """
+    return np.asarray(U, dtype=float) @ np.asarray(I, dtype=float).T
