@@ -1,0 +1,395 @@
+"""The site: generated Markdown (fast, with a fake KaTeX) and the real `mkdocs build --strict` (slow)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import zipfile
+from collections.abc import Iterator
+from html import unescape
+from pathlib import Path
+from typing import Any
+
+import markdown  # type: ignore[import-untyped]
+import pytest
+
+from sheetgen.errors import SheetError
+from sheetgen.loader import load_sheet_text
+from sheetgen.model import QA, Fact, Formula, Sheet, Snippet, Steps
+from sheetgen.render import site
+from sheetgen.sitebuild import SiteBuildError, build_site, derived_config
+from tests.sitehelpers import ROOT, VisibleText, built_site
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir(),
+                                reason="KaTeX (node and node_modules/katex) is not installed")
+
+
+class FakeMath(dict[tuple[str, bool], str]):
+    """Stands in for KaTeX: every TeX becomes a marked span, with characters Markdown would act on."""
+
+    def __missing__(self, key: tuple[str, bool]) -> str:
+        tex, display = key
+        inner = f'<span class="katex"><span class="fake">{tex.replace("<", "&lt;")}*_x_*</span></span>'
+        return f'<span class="katex-display">{inner}</span>' if display else inner
+
+
+TINY = """\
+sheet:
+  title: Tiny sheet
+sections:
+  - id: basics
+    title: Basics & more
+    entries:
+      - kind: formula
+        id: twice
+        name: Twice *not emphasis*
+        latex: 'y = 2 x'
+        meaning: 'Doubles $x$; x<1 & *stars* stay text, #1 too.'
+        source: Nobody (2024), §1
+        conventions:
+          - 'NumPy [broadcasts] _as usual_'
+        implementation: |
+          def twice(x):
+              return 2 * np.asarray(x)
+        examples: |
+          >>> int(twice(2))
+          4
+      - kind: fact
+        id: a_fact
+        name: A fact
+        text: 'Facts have text and an optional formula.'
+        latex: 'a^2 + b^2 = c^2'
+      - kind: qa
+        id: a_question
+        question: Why "quotes"?
+        answer: ['Because $q$.', 'Second answer']
+      - kind: steps
+        id: a_plan
+        name: A plan
+        steps:
+          - title: First
+            minutes: 5
+            points: ['Think']
+          - title: Second
+            minutes: 10
+            points: ['Do', 'Check']
+      - kind: snippet
+        id: a_snippet
+        name: The code
+        function: twice
+"""
+
+
+def tiny_sheet(text: str = TINY) -> Sheet:
+    return load_sheet_text(text, "tiny.yaml")
+
+
+def to_html(page: str) -> str:
+    """Render generated Markdown with the site's extensions (as mkdocs.yml lists them)."""
+    extensions: list[Any] = ["admonition", "attr_list", "md_in_html", "toc", "pymdownx.details",
+                             "pymdownx.superfences", "pymdownx.tabbed", "pymdownx.highlight"]
+    html: str = markdown.markdown(page, extensions=extensions,
+                                  extension_configs={"pymdownx.tabbed": {"alternate_style": True}})
+    return html
+
+
+# --- generated Markdown (no KaTeX, no MkDocs) --------------------------------------------------
+
+
+def test_pages_are_one_per_section_plus_errata() -> None:
+    pages = site.render_pages(tiny_sheet(), FakeMath(), site.Links())
+    assert sorted(pages) == ["errata.md", "sections/basics.md"]
+
+
+def test_formula_card_layout() -> None:
+    page = site.render_pages(tiny_sheet(), FakeMath(), site.Links())["sections/basics.md"]
+    html = to_html(page)
+    assert '<h2 id="twice">' in html
+    assert '<div class="sg-math"' in html and 'class="katex-display"' in html
+    assert 'class="admonition note"' in html and "Framework conventions" in html
+    assert html.count('class="tabbed-set') == 1
+    assert "NumPy" in html and "Example" in html
+    assert 'class="language-python highlight"' in html or 'class="highlight"' in html
+    assert "def twice(x):" in unescape(re.sub(r"<[^>]+>", "", html))
+    assert ">>> int(twice(2))\n4" in unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def test_prose_is_escaped_not_interpreted() -> None:
+    html = to_html(site.render_pages(tiny_sheet(), FakeMath(), site.Links())["sections/basics.md"])
+    text = VisibleText.of(html)
+    assert "x&lt;1 &amp;" in html
+    assert "<em>" not in html and "<strong>not" not in html
+    assert "Twice *not emphasis*" in text
+    assert "x<1 & *stars* stay text, #1 too." in text
+    assert "NumPy [broadcasts] _as usual_" in text
+    # The math HTML arrives intact: Markdown did not turn its characters into emphasis.
+    assert unescape(html).count("*_x_*") >= 3
+
+
+def test_other_entry_layouts() -> None:
+    html = to_html(site.render_pages(tiny_sheet(), FakeMath(), site.Links())["sections/basics.md"])
+    assert '<h2 id="a_fact">' in html and "a^2 + b^2 = c^2" in html
+    assert '<details class="question">' in html and "Why &quot;quotes&quot;?" in html
+    assert re.search(r"<ol>\s*<li>(<p>)?<strong>First</strong> · 5 min", html)
+    assert "2 steps, 15 minutes." in html
+    assert '<h2 id="a_snippet">' in html and 'href="basics.md#twice"' in html
+
+
+def test_download_links_are_relative_to_the_page() -> None:
+    links = site.Links(notebook_pages={"basics": "notebooks/basics.ipynb"},
+                       notebook_files={"basics": "downloads/notebooks/basics.ipynb"})
+    page = site.render_pages(tiny_sheet(), FakeMath(), links)["sections/basics.md"]
+    for target in ("../downloads/cheatsheet.pdf", "../downloads/formulas.py", "../notebooks/basics.ipynb",
+                   "../downloads/notebooks/basics.ipynb"):
+        assert f"]({target})" in page
+
+
+def test_math_requests_cover_every_formula_and_inline_math() -> None:
+    requests = site.math_requests(tiny_sheet())
+    keys = {(r.tex, r.display) for r in requests}
+    assert ("y = 2 x", True) in keys and ("a^2 + b^2 = c^2", True) in keys
+    assert ("x", False) in keys and ("q", False) in keys
+    twice = next(r for r in requests if r.tex == "y = 2 x")
+    assert twice.where.startswith("tiny.yaml:") and "[twice]" in twice.where
+
+
+def test_missing_math_is_a_clear_error() -> None:
+    with pytest.raises(KeyError, match="math_requests"):
+        site.render_pages(tiny_sheet(), {}, site.Links())
+
+
+def test_escape_text() -> None:
+    assert site.escape_text("- a <b> & *c*") == "&#45; a &lt;b&gt; &amp; &#42;c&#42;"
+    assert site.escape_text("1. first") == "1&#46; first"
+    assert to_html(site.escape_text("# [x](y) `z` _w_ | ~~v~~")).count("<") == 2  # just <p></p>
+
+
+def test_errata_come_from_the_table_and_the_sheet(sheet: Sheet) -> None:
+    pages = site.render_pages(sheet, FakeMath(), site.Links())
+    errata = pages["errata.md"]
+    present = [fid for fid in site.ERRATA if fid in {f.id for f in sheet.formulas()}]
+    assert present, "the shipped sheet has none of the errata formulas"
+    for fid in present:
+        formula = sheet.formula(fid)
+        assert f"{{ #{fid} }}" in errata
+        assert formula.latex.strip() in errata or fid in errata  # FakeMath shows the TeX
+        for test in site.ERRATA[fid].tests:
+            assert test in errata
+
+
+def test_errata_tests_exist() -> None:
+    """Every test the errata page names exists (once tests/test_seed_errata.py is written)."""
+    for erratum in site.ERRATA.values():
+        for test in erratum.tests:
+            path, name = test.split("::")
+            file = ROOT / path
+            if not file.exists():
+                pytest.skip(f"{path} is not written yet")
+            assert re.search(rf"^def {name}\(", file.read_text(encoding="utf-8"), re.M), test
+
+
+def test_nav_lists_sections_in_yaml_order(sheet: Sheet) -> None:
+    nav = site.nav(sheet, site.Links())
+    sections = next(item["Sections"] for item in nav if "Sections" in item)
+    assert [next(iter(s.values())) for s in sections] == [f"sections/{s.id}.md" for s in sheet.sections]
+
+
+def test_notebook_html_gets_katex_and_loses_cdn_scripts() -> None:
+    html = ('<script src="https://cdnjs.cloudflare.com/mathjax.js"> </script>'
+            '<script type="module">const m = await import("https://cdn/mermaid.esm.min.mjs");</script>'
+            '<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown jp-MarkdownOutput"><h1>T</h1>'
+            "<p>$$\na &lt; b\n$$</p><p>inline $x$ here</p></div>"
+            '<div class="jp-OutputArea-output"><pre>$5 and $6</pre></div>')
+    math = {("a < b", True): "<DISPLAY>", ("x", False): "<INLINE>"}
+    out = site.typeset_notebook_html(html, math, "../../downloads/notebooks/t.ipynb")
+    assert "https://" not in out
+    assert "<DISPLAY>" in out and "<INLINE>" in out and "$5 and $6" in out
+    assert out.index("</h1>") < out.index("downloads/notebooks/t.ipynb")
+
+
+# --- the plugin's hooks -------------------------------------------------------------------------
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.watched: list[str] = []
+
+    def watch(self, path: str, *args: object, **kwargs: object) -> None:
+        self.watched.append(path)
+
+
+@pytest.fixture
+def plugin_config(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
+    from mkdocs.config import load_config
+
+    yaml = tmp_path / "sheet.yaml"
+    yaml.write_text(TINY, encoding="utf-8")
+    config_file = derived_config(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml",
+                                 sheetgen={"yaml": str(yaml), "build_dir": str(tmp_path / "build"),
+                                           "pdf": False, "notebooks": False})
+    yield load_config(config_file=str(config_file), site_dir=str(tmp_path / "site")), yaml
+
+
+@needs_node
+def test_hooks_regenerate_when_the_yaml_changes(plugin_config: tuple[Any, Path]) -> None:
+    """What `mkdocs serve` does on save: each build reloads the YAML and regenerates the pages."""
+    from mkdocs.structure.files import Files
+
+    config, yaml = plugin_config
+    config = config.plugins.on_config(config)
+    plugin = config.plugins["sheetgen"]
+    assert config.site_name == "Tiny sheet"
+    first = plugin.on_files(Files([]), config=config)
+    page = first.get_file_from_path("sections/basics.md")
+    assert page is not None and page.generated_by == "sheetgen"
+    assert "Doubles" in page.content_string
+
+    yaml.write_text(TINY.replace("Doubles", "Multiplies by two"), encoding="utf-8")
+    second = plugin.on_files(Files([]), config=config)
+    changed = second.get_file_from_path("sections/basics.md")
+    assert changed is not None
+    assert "Multiplies by two" in changed.content_string and "Doubles" not in changed.content_string
+
+    server = FakeServer()
+    plugin.on_serve(server, config=config, builder=None)
+    assert str(yaml) in server.watched
+    assert any(path.endswith("templates") for path in server.watched)
+
+
+def test_disabled_plugin_does_nothing(plugin_config: tuple[Any, Path]) -> None:
+    from mkdocs.structure.files import Files
+
+    config, _ = plugin_config
+    plugin = config.plugins["sheetgen"]
+    plugin.config.enabled = False
+    files = Files([])
+    assert plugin.on_files(files, config=config) is files
+    assert len(files) == 0
+
+
+@needs_node
+def test_bad_latex_fails_the_build_naming_line_and_id(tmp_path: Path) -> None:
+    yaml = tmp_path / "bad.yaml"
+    yaml.write_text(TINY.replace("'a^2 + b^2 = c^2'", "'a^2 + \\frac{b^2'"), encoding="utf-8")
+    config_file = derived_config(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml",
+                                 sheetgen={"yaml": str(yaml), "build_dir": str(tmp_path / "build"),
+                                           "pdf": False, "notebooks": False})
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "keep.html").write_text("old site")
+    with pytest.raises(SheetError) as raised:
+        build_site(config_file, tmp_path / "site")
+    assert isinstance(raised.value, SiteBuildError)
+    line = next(i for i, text in enumerate(TINY.splitlines(), 1) if "a^2 + b^2" in text)
+    assert f"bad.yaml:{line} [a_fact] latex: KaTeX parse error" in str(raised.value)
+    assert (tmp_path / "site" / "keep.html").read_text() == "old site"  # the old site survives
+
+
+# --- the real build (slow) ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site_dir(sheet: Sheet) -> Path:
+    if shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir():
+        pytest.skip("KaTeX (node and node_modules/katex) is not installed")
+    return built_site(sheet.source_path)
+
+
+def section_html(site_dir: Path, section_id: str) -> str:
+    return (site_dir / "sections" / section_id / "index.html").read_text(encoding="utf-8")
+
+
+def cards(html: str) -> dict[str, str]:
+    """The HTML of each card, by the id of its heading."""
+    parts = re.split(r'(?=<h2 id="[a-z0-9_]+")', html)
+    return {m[1]: part for part in parts if (m := re.match(r'<h2 id="([a-z0-9_]+)"', part))}
+
+
+@pytest.mark.slow
+def test_every_section_has_a_page(site_dir: Path, sheet: Sheet) -> None:
+    for section in sheet.sections:
+        assert (site_dir / "sections" / section.id / "index.html").is_file(), section.id
+    assert (site_dir / "errata" / "index.html").is_file()
+
+
+@pytest.mark.slow
+def test_every_formula_is_typeset(site_dir: Path, sheet: Sheet) -> None:
+    for section in sheet.sections:
+        by_id = cards(section_html(site_dir, section.id))
+        for entry in section.entries:
+            if isinstance(entry, Formula) or (isinstance(entry, Fact) and entry.latex):
+                assert entry.id in by_id, f"{section.id}: no card for {entry.id}"
+                assert 'class="katex' in by_id[entry.id], f"{entry.id} has no KaTeX markup"
+
+
+@pytest.mark.slow
+def test_no_raw_tex_in_visible_text(site_dir: Path, sheet: Sheet) -> None:
+    pages = [site_dir / "sections" / s.id / "index.html" for s in sheet.sections]
+    pages += [site_dir / "errata" / "index.html", site_dir / "index.html"]
+    pages += sorted((site_dir / "notebooks").glob("*/index.html"))
+    for page in pages:
+        text = VisibleText.of(page.read_text(encoding="utf-8"))
+        for raw in ("$$", "\\(", "\\frac", "\\sum", "\\begin"):
+            assert raw not in text, f"{page.relative_to(site_dir)} shows {raw!r}"
+
+
+@pytest.mark.slow
+def test_search_index_lists_every_formula_name(site_dir: Path, sheet: Sheet) -> None:
+    index = json.loads((site_dir / "search" / "search_index.json").read_text(encoding="utf-8"))
+    titles = {unescape(re.sub(r"<[^>]+>", "", doc["title"])).strip() for doc in index["docs"]}
+    for formula in sheet.formulas():
+        assert formula.name in titles, formula.name
+    text = " ".join(unescape(doc["text"]) for doc in index["docs"])
+    for entry in sheet.entries():
+        if isinstance(entry, QA):
+            assert entry.question in text
+        elif isinstance(entry, Steps | Snippet | Fact):
+            assert entry.name in titles
+
+
+@pytest.mark.slow
+def test_downloads_are_built_and_linked(site_dir: Path, sheet: Sheet) -> None:
+    pdf = site_dir / "downloads" / "cheatsheet.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    module = (site_dir / "downloads" / "formulas.py").read_text(encoding="utf-8")
+    compile(module, "formulas.py", "exec")
+    with zipfile.ZipFile(site_dir / "downloads" / "notebooks.zip") as archive:
+        names = archive.namelist()
+    with_formulas = [s.id for s in sheet.sections if any(isinstance(e, Formula) for e in s.entries)]
+    assert names == sorted(f"notebooks/{sid}.ipynb" for sid in with_formulas)
+    home = (site_dir / "index.html").read_text(encoding="utf-8")
+    for link in ("downloads/cheatsheet.pdf", "downloads/formulas.py", "downloads/notebooks.zip",
+                 "assets/sheet-preview.png"):
+        assert f'"{link}"' in home, link
+        assert (site_dir / link).is_file(), link
+    for sid in with_formulas:
+        page = section_html(site_dir, sid)
+        assert '"../../downloads/cheatsheet.pdf"' in page and '"../../downloads/formulas.py"' in page
+        assert f'"../../notebooks/{sid}/"' in page and f'"../../downloads/notebooks/{sid}.ipynb"' in page
+        notebook = (site_dir / "notebooks" / sid / "index.html").read_text(encoding="utf-8")
+        assert f'"../../downloads/notebooks/{sid}.ipynb"' in notebook
+
+
+@pytest.mark.slow
+def test_nothing_loads_from_other_hosts(site_dir: Path) -> None:
+    pattern = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
+    imports = re.compile(r"import\(\s*[\"'](?:https?:)?//|url\(\s*[\"']?(?:https?:)?//", re.I)
+    for page in site_dir.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        assert not pattern.search(html), page
+        assert not imports.search(html), page
+    for css in site_dir.rglob("*.css"):
+        assert not imports.search(css.read_text(encoding="utf-8")), css
+    katex_css = (site_dir / "assets" / "katex" / "katex.min.css").read_text(encoding="utf-8")
+    for font in re.findall(r"url\((fonts/[^)]+\.woff2)\)", katex_css):
+        assert (site_dir / "assets" / "katex" / font).is_file(), font
+
+
+@pytest.mark.slow
+def test_notebook_pages_are_typeset(site_dir: Path, sheet: Sheet) -> None:
+    section = next(s for s in sheet.sections if any(isinstance(e, Formula) for e in s.entries))
+    html = (site_dir / "notebooks" / section.id / "index.html").read_text(encoding="utf-8")
+    formulas = [e for e in section.entries if isinstance(e, Formula)]
+    assert html.count('class="katex-display"') >= len(formulas)
+    assert "MathJax" not in html and "mermaid.esm" not in html
+    assert "jp-OutputArea-output" in html  # executed: outputs are shown
