@@ -38,7 +38,9 @@ $(VENV)/.torch: $(VENV)/.installed
 	@touch $@
 
 # --- build --------------------------------------------------------------------------------------
-build: setup module schema pdf site
+# Everything is built and checked first, then moved into place: a failure leaves the old outputs.
+build: setup schema
+	$(SHEETGEN) build -f $(YAML) --preview docs/assets/sheet-preview.png
 
 module: setup
 	$(SHEETGEN) code -f $(YAML) -o build/formulas.py

@@ -20,16 +20,20 @@ def _say(message: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate formulas.yaml and run every formula's doctests."""
+    """Validate formulas.yaml, run every formula's doctests and typeset all its math with KaTeX."""
     from .doctests import run_doctests
+    from .katex import KatexRenderer
+    from .render.site import math_requests
 
     started = time.perf_counter()
     sheet = load_sheet(args.file)
     report = run_doctests(sheet)
+    requests = math_requests(sheet)
+    KatexRenderer(cache_path=args.cache_dir / "katex.json").render(requests)
     entries = sum(1 for _ in sheet.entries())
     print(f"{args.file}: ok — {entries} entries in {len(sheet.sections)} sections, "
-          f"{report.formulas} formulas, {report.examples} doctests passed "
-          f"({time.perf_counter() - started:.2f} s)")
+          f"{report.formulas} formulas, {report.examples} doctests passed, "
+          f"{len(requests)} math expressions typeset ({time.perf_counter() - started:.2f} s)")
     return 0
 
 
@@ -120,59 +124,39 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def cmd_pdf(args: argparse.Namespace) -> int:
-    """Build the one-page PDF (KaTeX math, fitted to one page); skipped when nothing changed."""
-    import hashlib
-    import json
-
+    """Build the one-page PDF (KaTeX math, fitted to one page); unchanged input is not re-rendered."""
+    from .build import build_pdf, pdf_preview
     from .katex import KatexRenderer
-    from .render.pdf import build_key, render_pdf
+    from .loader import read_source
 
     started = time.perf_counter()
-    # The stamp holds the key of everything the PDF depends on and the PDF's hash: when both
-    # match, the build would write the same bytes, so it is skipped (no KaTeX, no WeasyPrint).
-    stamp = args.output.with_name(f".{args.output.name}.stamp")
-    key = build_key(args.file.read_text(encoding="utf-8") if args.file.is_file() else "", args.paper, args.tags)
-    try:
-        previous = json.loads(stamp.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        previous = {}
-    if previous.get("key") == key and args.output.is_file() \
-            and hashlib.sha256(args.output.read_bytes()).hexdigest() == previous.get("pdf"):
-        if args.preview and not args.preview.is_file():
-            _write_preview(args.preview, args.output.read_bytes())
-        _say(f"{args.output}: up to date ({time.perf_counter() - started:.2f} s)")
-        return 0
-
-    sheet = load_sheet(args.file)
+    text = read_source(args.file)
     renderer = KatexRenderer(cache_path=args.cache_dir / "katex.json")
-    result = render_pdf(sheet, renderer, paper=args.paper, tags=tuple(args.tags),
-                        fit_cache_path=args.cache_dir / "pdf-fit.json",
-                        math_cache_path=args.cache_dir / "pdf-math.json")
-    timings = result.timings
-    if renderer.stats:  # seconds: what KaTeX added, beyond what overlapped with other work
-        _say(f"katex: {renderer.stats.unique} formulas ({renderer.stats.cached} cached) {timings['katex']:.2f} s")
-    _say(f"math: {result.math_images} images ({result.math_new} new) {timings['math']:.2f} s")
-    _say(f"fit: {result.font_size_pt:g} pt in {result.renders} render{'s' * (result.renders != 1)} "
-         f"{timings['fit']:.2f} s")
-    write_atomic(args.output, result.pdf)
-    write_atomic(stamp, json.dumps({"key": key, "pdf": hashlib.sha256(result.pdf).hexdigest(),
-                                    "font_size_pt": result.font_size_pt}))
+    built = build_pdf(text, str(args.file), renderer=renderer, cache_dir=args.cache_dir, paper=args.paper,
+                      tags=args.tags, say=_say)
+    changed = write_atomic(args.output, built.pdf)
     if args.preview:
-        _write_preview(args.preview, result.pdf)
-    _say(f"wrote {args.output} ({result.pages} page, {len(result.pdf) / 1024:.0f} KB, "
-         f"{time.perf_counter() - started:.2f} s)")
+        png = pdf_preview(built, args.cache_dir)
+        if png is None:
+            _say(f"{args.preview}: skipped, pdftoppm is not installed (apt-get install poppler-utils)")
+        elif write_atomic(args.preview, png):
+            _say(f"wrote {args.preview} ({len(png) / 1024:.0f} KB)")
+    state = "up to date" if not changed else f"wrote {len(built.pdf) / 1024:.0f} KB, 1 page"
+    _say(f"{args.output}: {state} ({time.perf_counter() - started:.2f} s)")
     return 0
 
 
-def _write_preview(path: Path, pdf: bytes) -> None:
-    from .render.pdf import preview_png
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build module, PDF, notebooks and site; outputs are replaced only when every check passed."""
+    from .build import build_all
 
-    png = preview_png(pdf)
-    if png is None:
-        _say(f"{path}: skipped, pdftoppm is not installed (apt-get install poppler-utils)")
-    else:
-        write_atomic(path, png)
-        _say(f"wrote {path} ({len(png) / 1024:.0f} KB)")
+    report = build_all(args.file, build_dir=args.build_dir, site_dir=None if args.no_site else args.site_dir,
+                       config_file=args.config, preview_path=args.preview, paper=args.paper, tags=args.tags,
+                       say=_say)
+    changed = ", ".join(report.written) if report.written else "nothing changed"
+    _say(f"built in {report.seconds:.2f} s: {report.entries} entries, {report.formulas} formulas, "
+         f"{report.doctests} doctests; {changed}")
+    return 0
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], Callable[[argparse.ArgumentParser], None]]] = {}
@@ -196,7 +180,13 @@ def _output_arg(default: str) -> Callable[[argparse.ArgumentParser], None]:
     return add
 
 
-_register("check", cmd_check, _file_arg)
+def _check_args(parser: argparse.ArgumentParser) -> None:
+    _file_arg(parser)
+    parser.add_argument("--cache-dir", type=Path, default=Path("build/.cache"),
+                        help="KaTeX cache (default: build/.cache)")
+
+
+_register("check", cmd_check, _check_args)
 _register("code", cmd_code, _output_arg("build/formulas.py"))
 
 
@@ -248,6 +238,23 @@ def _pdf_args(parser: argparse.ArgumentParser) -> None:
 
 
 _register("pdf", cmd_pdf, _pdf_args)
+
+
+def _build_args(parser: argparse.ArgumentParser) -> None:
+    _file_arg(parser)
+    parser.add_argument("--build-dir", type=Path, default=Path("build"),
+                        help="module, PDF, notebooks and caches (default: build)")
+    parser.add_argument("--site-dir", type=Path, default=Path("site"), help="the site (default: site)")
+    parser.add_argument("--no-site", action="store_true", help="skip the site")
+    parser.add_argument("-c", "--config", type=Path, default=Path("mkdocs.yml"),
+                        help="the MkDocs configuration (default: mkdocs.yml)")
+    parser.add_argument("--paper", choices=("a4", "letter"), help="override the paper set in the YAML")
+    parser.add_argument("--tags", nargs="+", default=[], metavar="TAG",
+                        help="print only entries having any of these tags")
+    parser.add_argument("--preview", type=Path, metavar="PNG", help="also write a small PNG of the PDF page")
+
+
+_register("build", cmd_build, _build_args)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,7 +32,7 @@ from .katex import KatexRenderer
 from .loader import load_sheet_text, read_source
 from .model import Sheet
 from .render.site import typeset_notebook_html
-from .sitebuild import KATEX_CSS_PATH, Generated, generate
+from .sitebuild import KATEX_CSS_PATH, NOTEBOOK_SOURCE_DIR, Generated, generate
 
 __all__ = ["SheetgenConfig", "SheetgenPlugin"]
 
@@ -133,7 +133,7 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
             if path in out.notebook_pages:
                 # mkdocs-jupyter wraps notebook files in a class that loses a generated file's
                 # abs_src_path; a plain File rooted in the build dir survives the wrapping.
-                file = File(path, src_dir=str(self.build_dir), dest_dir=config.site_dir,
+                file = File(path, src_dir=str(self.build_dir / NOTEBOOK_SOURCE_DIR), dest_dir=config.site_dir,
                             use_directory_urls=config.use_directory_urls)
             else:
                 file = File.generated(config, path, abs_src_path=str(source))

@@ -45,7 +45,8 @@ NOTEBOOK_ZIP_PATH = "downloads/notebooks.zip"
 PREVIEW_PATH = "assets/sheet-preview.png"
 KATEX_CSS_PATH = "assets/katex/katex.min.css"
 PREVIEW_DPI = 60
-PDF_CACHE_SIZE = 4
+NOTEBOOK_SOURCE_DIR = Path(".cache") / "site"
+"""Where, under the build dir, the site's notebook pages are rendered from."""
 
 
 @dataclass
@@ -91,7 +92,9 @@ def generate(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRe
                 rendered = {path: r.notebook for path, r in results.items()}
             texts = {path: dumps(nb) for path, nb in rendered.items()}
             for path, text in texts.items():
-                on_disk = build_dir / path
+                # Served from the cache folder: build/notebooks holds outputs, which only a
+                # finished `sheetgen build` (or `sheetgen notebooks`) replaces.
+                on_disk = build_dir / NOTEBOOK_SOURCE_DIR / path
                 write_atomic(on_disk, text)  # unchanged notebooks keep their mtime
                 download = "downloads/" + path
                 out.linked[path] = on_disk
@@ -111,7 +114,7 @@ def generate(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRe
 
     if pdf:
         with clock("pdf"):
-            pdf_bytes, preview = cached_pdf(sheet, yaml_text, renderer, build_dir / ".cache" / "site")
+            pdf_bytes, preview = cached_pdf(sheet, yaml_text, renderer, build_dir / ".cache")
             out.files[PDF_PATH] = pdf_bytes
             if preview is not None:
                 out.files[PREVIEW_PATH] = preview
@@ -154,24 +157,12 @@ def _zip(texts: Mapping[str, str]) -> bytes:
 
 
 def cached_pdf(sheet: Sheet, yaml_text: str, renderer: KatexRenderer, cache_dir: Path) -> tuple[bytes, bytes | None]:
-    """The one-page PDF (and a PNG preview), rendered only when something it depends on changed
-    (`render.pdf.build_key`: the YAML, sheetgen's code and templates, library versions)."""
-    from .render.pdf import build_key, preview_png, render_pdf
+    """The one-page PDF and its PNG preview, through the PDF cache `sheetgen pdf` and `sheetgen build`
+    share: rendered only when something the bytes depend on changed."""
+    from .build import build_pdf, pdf_preview
 
-    key = build_key(yaml_text, None, ())[:32]
-    pdf_file, png_file = cache_dir / f"{key}.pdf", cache_dir / f"{key}.png"
-    if pdf_file.is_file():
-        return pdf_file.read_bytes(), png_file.read_bytes() if png_file.is_file() else None
-    pdf = render_pdf(sheet, renderer, fit_cache_path=cache_dir.parent / "pdf-fit.json").pdf
-    preview = preview_png(pdf, dpi=PREVIEW_DPI)
-    if preview is not None:
-        write_atomic(png_file, preview)
-    write_atomic(pdf_file, pdf)
-    # Keep the newest few (e.g. with and without SOURCE_DATE_EPOCH), so the cache cannot grow forever.
-    for old in sorted(cache_dir.glob("*.pdf"), key=lambda f: f.stat().st_mtime, reverse=True)[PDF_CACHE_SIZE:]:
-        old.unlink(missing_ok=True)
-        old.with_suffix(".png").unlink(missing_ok=True)
-    return pdf, preview
+    built = build_pdf(yaml_text, sheet.source_path, renderer=renderer, cache_dir=cache_dir, sheet=sheet)
+    return built.pdf, pdf_preview(built, cache_dir, dpi=PREVIEW_DPI)
 
 
 # --- building the site --------------------------------------------------------------------------
@@ -234,13 +225,23 @@ def build_site(config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = N
 
     Raises `SiteBuildError` (a `SheetError`) with MkDocs' or the plugin's message when the build fails.
     """
+    config_file = config_file.resolve()
+    target = (site_dir or config_file.parent / "site").resolve()
+    staging, built = stage_site(config_file, target, strict=strict, verbose=verbose)
+    swap_into_place(staging, target)
+    return built
+
+
+def stage_site(config_file: Path, site_dir: Path, *, strict: bool = True,
+               verbose: bool = False) -> tuple[Path, SiteBuild]:
+    """`mkdocs build` into a new folder next to `site_dir`; the caller swaps it in (or deletes it)."""
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     from mkdocs.commands.build import build
     from mkdocs.config import load_config
     from mkdocs.exceptions import Abort, ConfigurationError
 
     config_file = config_file.resolve()
-    target = (site_dir or config_file.parent / "site").resolve()
+    target = site_dir.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     started = time.perf_counter()
@@ -256,13 +257,12 @@ def build_site(config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = N
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    seconds = time.perf_counter() - started
-    _swap(staging, target)
     plugin = config.plugins.get("sheetgen")
-    return SiteBuild(seconds, getattr(plugin, "generated", None), config)
+    return staging, SiteBuild(time.perf_counter() - started, getattr(plugin, "generated", None), config)
 
 
-def _swap(staging: Path, target: Path) -> None:
+def swap_into_place(staging: Path, target: Path) -> None:
+    """Replace `target` by `staging` with two renames (the old site is deleted afterwards)."""
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     staging.chmod(0o755)  # mkdtemp makes it 0700
