@@ -141,8 +141,11 @@ def cmd_pdf(args: argparse.Namespace) -> int:
             _say(f"{args.preview}: skipped, pdftoppm is not installed (apt-get install poppler-utils)")
         elif write_atomic(args.preview, png):
             _say(f"wrote {args.preview} ({len(png) / 1024:.0f} KB)")
-    state = "up to date" if not changed else f"wrote {len(built.pdf) / 1024:.0f} KB, 1 page"
-    _say(f"{args.output}: {state} ({time.perf_counter() - started:.2f} s)")
+    seconds = time.perf_counter() - started
+    if changed:
+        _say(f"wrote {args.output} (1 page, {len(built.pdf) / 1024:.0f} KB, {seconds:.2f} s)")
+    else:
+        _say(f"{args.output}: up to date ({seconds:.2f} s)")
     return 0
 
 
