@@ -63,54 +63,58 @@ _ERRATA_TESTS = "tests/test_seed_errata.py::"
 # an id that is not in the sheet is left off the page.
 ERRATA: Mapping[str, Erratum] = {
     "adam_step": Erratum(
-        problem="ε inside the square root, and no bias correction of $m_t$ and $v_t$, so the first steps "
-                "are far too small.",
-        wrong=r"\theta_t = \theta_{t-1} - \eta \, \frac{m_t}{\sqrt{v_t + \epsilon}}",
+        problem="ε inside the square root, and $\\hat m$, $\\hat v$ used but never defined: the bias "
+                "correction $m_t/(1-\\beta_1^t)$, $v_t/(1-\\beta_2^t)$ was missing, without which the first "
+                "steps are far too small.",
+        wrong=r"\theta = \theta - \eta \cdot \hat m / \sqrt{\hat v + \epsilon}",
         tests=(_ERRATA_TESTS + "test_adam_eps_outside_sqrt", _ERRATA_TESTS + "test_adam_bias_correction"),
     ),
     "lstm_cell": Erratum(
-        problem="No candidate $\\tilde C_t$, no hidden state $h_t = o_t \\odot \\tanh(C_t)$ and no biases: "
-                "the cell state only ever grows by the input gate.",
+        problem="The cell update used a candidate $\\tilde C_t$ that was never defined, the hidden state "
+                "$h_t = o_t \\odot \\tanh(C_t)$ was missing, and no gate had a bias.",
         wrong=r"f_t = \sigma(W_f[h_{t-1}, x_t]), \quad i_t = \sigma(W_i[h_{t-1}, x_t]), \quad "
-              r"C_t = f_t \odot C_{t-1} + i_t",
+              r"o_t = \sigma(W_o[h_{t-1}, x_t]), \quad C_t = f_t \odot C_{t-1} + i_t \odot \tilde C_t",
         tests=(_ERRATA_TESTS + "test_lstm_has_candidate_and_hidden",),
     ),
     "positional_encoding": Erratum(
-        problem="Sines on every dimension: the odd dimensions use cosines.",
-        wrong=r"PE_{(pos, i)} = \sin\!\left(pos / 10000^{i/d}\right)",
+        problem="Only the even dimensions were given; the odd ones use the cosine, "
+                "$PE_{(pos, 2i+1)} = \\cos(pos/10000^{2i/d})$.",
+        wrong=r"PE_{(pos, 2i)} = \sin\!\left(pos / 10000^{2i/d}\right)",
         tests=(_ERRATA_TESTS + "test_positional_encoding_cos_on_odd",),
     ),
     "attention": Erratum(
-        problem="The softmax normalised the whole score matrix instead of each query's scores over the "
-                "keys, and `K.T` reverses every axis of a batched $K$ instead of swapping the last two.",
-        wrong_code="scores = Q @ K.T / np.sqrt(d_k)\n"
-                   "weights = np.exp(scores) / np.exp(scores).sum()\n"
+        problem="The snippet's softmax normalised the whole score matrix instead of each query's scores over "
+                "the keys, and K.T reverses every axis of a batched $K$ instead of swapping the last two.",
+        wrong_code="def softmax(x):\n"
+                   "    e_x = np.exp(x - np.max(x))\n"
+                   "    return e_x / e_x.sum()\n\n"
+                   "scores = Q @ K.T / np.sqrt(d_k)\n"
+                   "weights = softmax(scores)\n"
                    "return weights @ V",
         tests=(_ERRATA_TESTS + "test_attention_softmax_over_keys",),
     ),
     "dropout": Erratum(
-        problem="No $1/(1-p)$ scaling: activations shrink by $1-p$ in training and the network sees "
-                "larger ones at test time.",
-        wrong=r"y = m \odot x, \quad m_i \sim \text{Bernoulli}(1 - p)",
+        problem="“Zero p% of activations during training” without the $1/(1-p)$ scaling of the kept units: "
+                "activations would shrink by $1-p$ in training and be larger at test time.",
+        wrong=r"\text{zero } p\% \text{ of activations during training}",
         tests=(_ERRATA_TESTS + "test_dropout_inverted_scaling",),
     ),
     "conv_output_size": Erratum(
         problem="No floor: fractional sizes whenever the stride does not divide $W - K + 2P$.",
-        wrong=r"O = \frac{W - K + 2P}{S} + 1",
+        wrong=r"\frac{W - K + 2P}{S} + 1",
         tests=(_ERRATA_TESTS + "test_conv_output_size_floor",),
     ),
     "cross_entropy": Erratum(
-        problem="The printed formula summed over samples while the code took the mean, so the sheet and "
-                "the code disagreed by a factor of $N$.",
-        wrong=r"L = -\sum_{i} y_i \log \hat y_i",
-        wrong_code="return -np.mean(y * np.log(y_hat))",
+        problem="The code summed $-y \\log \\hat y$ over every element, so a batch's loss grew with the batch "
+                "size, and it did not match the printed (binary) formula. Here one sample sums over classes "
+                "and a batch takes the mean of the rows, as the formula says.",
+        wrong_code="def cross_entropy(y, y_hat):\n    return -np.sum(y * np.log(y_hat + 1e-9))",
         tests=(_ERRATA_TESTS + "test_cross_entropy_sum_vs_mean",),
     ),
     "binary_cross_entropy": Erratum(
-        problem="The printed formula summed over samples while the code took the mean, so the sheet and "
-                "the code disagreed by a factor of $n$.",
-        wrong=r"L = -\sum_{i} \big[ y_i \log \hat y_i + (1 - y_i) \log (1 - \hat y_i) \big]",
-        wrong_code="return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))",
+        problem="Printed as a sum over samples, while scikit-learn's log_loss, PyTorch's BCELoss and this "
+                "sheet's code take the mean: the values differed by a factor of $n$.",
+        wrong=r"L = -\sum \big[ y \log \hat y + (1 - y) \log (1 - \hat y) \big]",
         tests=(_ERRATA_TESTS + "test_cross_entropy_sum_vs_mean",),
     ),
 }
