@@ -4,6 +4,7 @@ fails cleanly when the content is too long, and fetches nothing outside its asse
 from __future__ import annotations
 
 import io
+import math
 import re
 import shutil
 import unicodedata
@@ -16,6 +17,7 @@ from sheetgen.cli import main
 from sheetgen.katex import KatexRenderer, katex_dist_dir
 from sheetgen.model import Formula, Sheet
 from sheetgen.render import pdf as pdf_module
+from sheetgen.render import pdf_math
 from sheetgen.render.pdf import (
     FetchRefusedError,
     RenderedPdf,
@@ -24,6 +26,7 @@ from sheetgen.render.pdf import (
     printed_sections,
     render_pdf,
     render_pdf_html,
+    short_citation,
 )
 from tests.conftest import ROOT, SHEET_PATH
 
@@ -69,6 +72,56 @@ def test_one_page_at_a_readable_size(built: dict[str, RenderedPdf], paper: str) 
     assert (round(width, 1), round(height, 1)) == expected
 
 
+def text_sizes(pdf: bytes) -> list[tuple[float, str, str]]:
+    """(size in pt, font, text) of every text run a reader has to read, measured in the PDF itself.
+
+    How: pypdf's text visitor reports, for each text-showing operator, the font, the `Tf` size and
+    the text and current transformation matrices (form XObjects included). The printed size is
+    Tf × the vertical scale of Tm × CTM: WeasyPrint sets text in px under a px→pt CTM, and draws
+    each formula image (an SVG of KaTeX's layout, see pdf_math.py) under one more scaling CTM.
+    Glyph boxes (`pdftotext -bbox`) would measure ascent + descent instead, which varies by font.
+
+    What counts: every run in the sheet's own fonts (names, body, meanings, sources, code, step
+    points, headings, title) and every math run set at its formula's base size. KaTeX sets
+    sub/superscripts at 0.7 and 0.5 of the formula's size by design; they are left out. They are
+    recognisable: a formula image keeps the atlas's px sizes, where the base size is
+    REFERENCE_PX × KATEX_EM and scripts are smaller (big operators and delimiters are not).
+    """
+    from pypdf import PdfReader
+
+    math_base = pdf_math.REFERENCE_PX * pdf_math.KATEX_EM
+    runs: list[tuple[float, str, str]] = []
+
+    def visit(text: str, cm: Sequence[float], tm: Sequence[float], font: dict[str, object] | None,
+              size: float) -> None:
+        if not text.strip() or font is None:
+            return
+        name = str(font.get("/BaseFont", "")).split("+")[-1]
+        if "KaTeX_" in name and size < math_base - 0.01:
+            return  # a KaTeX sub/superscript (scriptstyle)
+        # vertical scale of Tm × CTM: the length of its second row (x-scale can differ: condensed fonts)
+        c, d = tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3]
+        runs.append((size * math.hypot(c, d), name, text))
+
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        page.extract_text(visitor_text=visit)
+    return runs
+
+
+@slow
+@pytest.mark.parametrize("paper", ["a4", "letter"])
+def test_smallest_text_is_at_least_the_minimum_size(built: dict[str, RenderedPdf], sheet: Sheet,
+                                                    paper: str) -> None:
+    """The issue's acceptance: the smallest font used is ≥ 6.5 pt (`font_min_pt`), for every piece
+    of text, not only the fitted body size (secondary text used to be scaled down from it)."""
+    runs = text_sizes(built[paper].pdf)
+    assert sum("KaTeX_" in name for _, name, _ in runs) > 100, "no math found: is the measure still right?"
+    assert sum("KaTeX_" not in name for _, name, _ in runs) > 300, "too little text found"
+    floor = max(6.5, sheet.sheet.print_settings.font_min_pt)
+    small = sorted({(round(size, 2), name, text[:40]) for size, name, text in runs if size < floor - 0.01})
+    assert not small, f"{len(small)} text runs below {floor:g} pt, e.g. {small[:5]}"
+
+
 @slow
 @pytest.mark.parametrize("paper", ["a4", "letter"])
 def test_text_layer_has_every_title_and_name_and_no_tex(built: dict[str, RenderedPdf], sheet: Sheet,
@@ -80,6 +133,8 @@ def test_text_layer_has_every_title_and_name_and_no_tex(built: dict[str, Rendere
         for entry in section.entries:
             if isinstance(entry, Formula):
                 assert " ".join(entry.name.split()) in text, entry.name
+                # a line may break after a hyphen in a citation ("scikit-" / "learn")
+                assert short_citation(entry.source) in text.replace("- ", "-"), entry.source
     for raw in ("\\frac", "\\sum", "$", "\\sqrt", "\\hat"):
         assert raw not in text, f"raw TeX {raw!r} in the PDF text"
 
@@ -141,6 +196,54 @@ def test_html_escapes_prose_and_honours_print_and_mono(sheet: Sheet) -> None:
         s.model_copy(update={"entries": tuple(e.model_copy(update={"print_on_sheet": e is not hidden})
                                               for e in s.entries)}) for s in sheet.sections)})
     assert f'id="{hidden.id}"' in html and f'id="{hidden.id}"' not in render_pdf_html(flags, math, 7.0, "a4")
+
+
+@pytest.mark.parametrize(("source", "short"), [
+    ("Kingma & Ba, Adam (ICLR 2015), Algorithm 1", "Kingma & Ba 2015"),
+    ("Strang, Introduction to Linear Algebra (5th ed., 2016), §1.2", "Strang 2016"),
+    ("Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.2", "Goodfellow et al. 2016"),
+    ("Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §6.3.1", "Manning et al. 2008"),
+    ("Glorot & Bengio (2010), eq. 12 (its uniform form is eq. 16)", "Glorot & Bengio 2010"),
+    ("He et al., Deep Residual Learning (2016), §3.2", "He et al. 2016"),
+    ("Smith, Dropout (2014), §2", "Smith 2014"),  # a one-word title is not a second author
+    ("Polyak (1964); Sutskever et al., On the importance of initialization and momentum (ICML 2013), §2",
+     "Polyak 1964; Sutskever et al. 2013"),
+    ("Hochreiter & Schmidhuber (1997); gate form of Gers et al. (2000) as in PyTorch LSTMCell",
+     "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
+    ("Elman, Finding Structure in Time (1990); as in PyTorch nn.RNNCell", "Elman 1990"),
+    ("Jurafsky & Martin, Speech and Language Processing (3rd ed. draft), §3.3", "Jurafsky & Martin"),
+    ("scikit-learn User Guide, Model evaluation, Precision, recall and F-measures", "scikit-learn User Guide"),
+])
+def test_short_citation_is_authors_and_year(source: str, short: str) -> None:
+    assert short_citation(source) == short
+
+
+def test_short_citations_of_the_shipped_sources_are_short(sheet: Sheet) -> None:
+    assert short_citation("Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.2",
+                          locator=True) == "Goodfellow et al. 2016 §6.5.2"
+    for entry in sheet.entries():
+        if isinstance(entry, Formula):
+            short = short_citation(entry.source)
+            assert len(short) <= 50, (entry.id, short)
+            years = re.findall(r"\b(?:19|20)\d\d\b", entry.source)
+            assert not years or years[0] in short, (entry.id, short)
+
+
+def test_code_lines_wrap_only_between_words(sheet: Sheet) -> None:
+    """Each space-free run of a code line is one unbreakable span (a break after the minus of
+    `-np.inf` would read as two lines), and a wrapped line hangs under its own indentation."""
+    from xml.etree import ElementTree
+
+    from sheetgen.render.code import function_source
+
+    function = next(e.function for e in sheet.entries() if e.kind == "snippet")
+    code = function_source(sheet.formula(function), with_docstring=False)
+    root = ElementTree.fromstring(f"<root>{pdf_module._code_html(sheet, function)}</root>")
+    words = ["".join(span.itertext()) for span in root.iter("span") if span.get("class") == "nobr"]
+    assert words == [w for line in code.splitlines() for w in line.split()]
+    lines = root.findall("div")
+    assert len(lines) == len(code.rstrip("\n").splitlines())
+    assert lines[1].get("style") == "padding-left:8ch;text-indent:-8ch"  # 4 spaces of indentation + 4
 
 
 # --- the command line -------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ __all__ = [
     "printed_sections",
     "render_pdf",
     "render_pdf_html",
+    "short_citation",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -69,6 +70,9 @@ STEP_PT = 0.25
 """Font sizes the fitter tries are multiples of this (plus the configured bounds)."""
 PAPER_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
 COLUMN_GAP_REM = 0.9  # keep in step with `.cols { column-gap }` in pdf_sheet.css
+SMALL_EM = 0.86
+"""Secondary text (meanings, sources, code, labels) relative to the body, but never below the
+configured minimum size: at the usual fitted sizes it is the minimum, so nothing is printed smaller."""
 _PT_PER_MM = 72 / 25.4
 _NAME_EM_PER_CHAR = 0.56  # bold DejaVu Sans Condensed, measured on the shipped names
 
@@ -114,6 +118,39 @@ def printed_sections(sheet: Sheet, tags: Sequence[str] = ()) -> list[PrintedSect
     return sections
 
 
+_NAME = r"[A-Z][\w'’-]+"  # one capitalised surname (\w takes accents: Schütze)
+_AUTHORS = re.compile(rf"({_NAME})((?: et al\.)|(?:, {_NAME})* & {_NAME})?(?=,| \(|$)")
+_CITED = re.compile(rf"({_NAME})((?: et al\.)| & {_NAME})? \([^()]*?\b(?:1[89]|20)\d\d\)")
+_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_LOCATOR = re.compile(r"§\s?\d+(?:\.\d+)*|\bch\. \d+")
+
+
+def short_citation(source: str, *, locator: bool = False) -> str:
+    """The sheet's form of a `source`: authors and year, e.g. "Kingma & Ba 2015" (with the first
+    section, "Goodfellow et al. 2016 §6.5.2", when `locator`). Deterministic, from the text alone.
+
+    Works of a source are separated by ";". Authors are the leading surnames ("A", "A & B",
+    "A, B & C", "A et al.") before a comma or a parenthesis; three or more become "A et al.". A
+    later work without leading authors counts only if it cites "Name (… year)" somewhere (else it
+    is a note such as "as in PyTorch nn.RNNCell"); a first one without them is kept up to its
+    first comma ("scikit-learn User Guide").
+    """
+    cites: list[str] = []
+    for n, part in enumerate(p.strip() for p in source.split(";")):
+        found = _AUTHORS.match(part) or _CITED.search(part)
+        if found is None:
+            if n == 0:
+                cites.append(part.split(",")[0].strip())
+            continue
+        first, more = found.group(1), found.group(2) or ""
+        names = first + more if more.count(",") == 0 else f"{first} et al."
+        rest = part[found.start():]
+        year = _YEAR.search(rest)
+        place = _LOCATOR.search(rest) if locator else None
+        cites.append(" ".join(x for x in (names, year and year.group(), place and place.group()) if x))
+    return "; ".join(cites) or source
+
+
 def _display_tex(latex: str) -> str:
     # Display formulas are typeset in display style but as inline math: the same glyphs, without
     # KaTeX's display block wrapper, so they can sit beside an entry's name.
@@ -136,15 +173,22 @@ def _environment() -> jinja2.Environment:
                               undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
+_CODE_HANG_CH = 4
+"""A wrapped code line continues this many characters right of the line's own indentation."""
+_CODE_WORD_MAX = 32
+"""Longer runs without spaces may break inside (else they would overflow a narrow column)."""
+
+
 def _code_html(sheet: Sheet, function: str) -> Markup:
     """The formula's tested implementation, highlighted, one block per source line: a line too
-    long for the column wraps with a hanging indent instead of jumping back to the margin."""
+    long for the column wraps at a space, with a hanging indent under its own first character
+    (never inside a word such as `-np.inf`, where a line break after the minus would misread)."""
     from pygments import lex
     from pygments.lexers import PythonLexer
     from pygments.token import STANDARD_TYPES
 
     code = function_source(sheet.formula(function), with_docstring=False)
-    lines: list[list[str]] = [[]]
+    lines: list[list[tuple[str, str]]] = [[]]  # (Pygments class, text): spaces apart from the rest
     for token, value in lex(code, PythonLexer()):
         while token not in STANDARD_TYPES:
             token = token.parent
@@ -152,13 +196,34 @@ def _code_html(sheet: Sheet, function: str) -> Markup:
         for i, piece in enumerate(value.split("\n")):
             if i:
                 lines.append([])
-            if piece:
-                text = str(escape(piece))
-                lines[-1].append(f'<span class="{css}">{text}</span>' if css else text)
+            lines[-1].extend((css, chunk) for chunk in re.split(r"( +)", piece) if chunk)
     while lines and not lines[-1]:
         lines.pop()
+
+    def line_html(pieces: list[tuple[str, str]]) -> str:
+        out: list[str] = []
+        word: list[tuple[str, str]] = []
+
+        def end_word() -> None:
+            html = "".join(f'<span class="{css}">{escape(text)}</span>' if css else str(escape(text))
+                           for css, text in word)
+            short = sum(len(text) for _, text in word) <= _CODE_WORD_MAX
+            out.append(f'<span class="nobr">{html}</span>' if word and short else html)
+            word.clear()
+
+        for css, text in pieces:
+            if text.startswith(" "):
+                end_word()
+                out.append(text)
+            else:
+                word.append((css, text))
+        end_word()
+        indent = len(pieces[0][1]) if pieces and pieces[0][1].startswith(" ") else 0
+        hang = indent + _CODE_HANG_CH
+        return f'<div class="cl" style="padding-left:{hang}ch;text-indent:-{hang}ch">{"".join(out) or " "}</div>'
+
     # Class names are Pygments' short ones; colours (and greys for mono) live in pdf_sheet.css.
-    return Markup("".join(f'<div class="cl">{"".join(parts) or " "}</div>' for parts in lines))
+    return Markup("".join(line_html(pieces) for pieces in lines))
 
 
 def _source_date() -> str | None:
@@ -188,12 +253,15 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
     settings = sheet.sheet.print_settings
     sections = printed_sections(sheet, tags)
     column_em = _column_em(sheet, paper, font_size_pt)
+    # A formula wider than the column shrinks to fit it, but its base size (KATEX_EM of the body)
+    # stays at least the minimum font size: past that it may overhang into the column gap.
+    min_scale = min(1.0, settings.font_min_pt / (pdf_math.KATEX_EM * font_size_pt))
 
     def math(tex: str, fit_em: float | None = None) -> Markup:
         found = math_html[(tex, False)]
         if isinstance(found, str):
             return Markup(found)
-        scale = 1.0 if fit_em is None else min(1.0, fit_em / found.width_em)
+        scale = 1.0 if fit_em is None else max(min_scale, min(1.0, fit_em / found.width_em))
         return Markup(found.img_html(scale))
 
     def prose(text: str) -> Markup:
@@ -212,6 +280,13 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         """Whether the meaning may flow beside the formula (else it starts below it)."""
         return not formula_beside_name(entry) or formula_width(entry) <= 0.6 * column_em
 
+    def cite(source: str) -> Markup:
+        """The short citation, after the meaning: an en space, then each work unbreakable (no-break
+        spaces). Not a `white-space: nowrap` span, nor a spacer span: beside a float, WeasyPrint 70
+        then pushes the line before them below the float, leaving a hole."""
+        works = "; ".join(work.replace(" ", "\N{NO-BREAK SPACE}") for work in short_citation(source).split("; "))
+        return Markup('\N{EN SPACE}<span class="source">{}</span>').format(works)
+
     keywords = sorted({t for s in sections for e in s.entries for t in e.tags})
     return _environment().get_template(TEMPLATE).render(
         info=sheet.sheet,
@@ -219,6 +294,7 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         page_size=f"{'A4' if paper == 'a4' else 'letter'} {settings.orientation}",
         margin_mm=f"{settings.margin_mm:g}",
         font_size_pt=f"{font_size_pt:g}",
+        small_pt=f"{max(SMALL_EM * font_size_pt, settings.font_min_pt):.4g}",
         columns=settings.columns,
         color=settings.color,
         keywords=", ".join(keywords),
@@ -229,6 +305,7 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         beside=formula_beside_name,
         roomy=room_beside,
         inline=math,
+        cite=cite,
         code=lambda function: _code_html(sheet, function),
     )
 
@@ -651,7 +728,7 @@ def preview_png(pdf: bytes, dpi: int = 60) -> bytes | None:
         return (Path(folder) / "preview.png").read_bytes()
 
 
-_FILL_PER_UNIT = 0.82  # fill × capacity / units, measured on the shipped sheet at 6.5–7.5 pt
+_FILL_PER_UNIT = 0.80  # fill × capacity / units: 0.78–0.82 on the shipped sheet at 6.5–7 pt, A4 and Letter
 
 
 def _content_units(sheet: Sheet, sections: Sequence[PrintedSection], images: Mapping[tuple[str, bool], MathImage]
