@@ -16,6 +16,11 @@ DEFAULT_YAML = Path("formulas.yaml")
 
 
 def _say(message: str) -> None:
+    """Progress goes to stdout, so that stderr holds exactly the problems (one line each)."""
+    print(message, flush=True)
+
+
+def _complain(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -280,8 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except SheetError as err:
-        _say(str(err))
+        _complain(str(err))
         return 1
     except KeyboardInterrupt:
-        _say("interrupted; outputs were left as they were")
+        _complain("interrupted; outputs were left as they were")
         return 130

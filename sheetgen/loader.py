@@ -24,7 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import Problem, SheetError
-from .model import ENTRY_KINDS, Formula, PrintSettings, Section, Sheet, SheetInfo, Snippet, Step
+from .model import ENTRY_KINDS, ID_PATTERN, Formula, PrintSettings, Section, Sheet, SheetInfo, Snippet, Step
 from .model import Strict as StrictModel
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -43,6 +43,13 @@ _BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\
 _LINK = re.compile(r"(?i)\b(?:file:|javascript:|vbscript:|data:[a-z]+/|https?://)")
 _RAW_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!?]")
+# TeX that links, embeds or defines macros: KaTeX refuses it too, but only when math is typeset;
+# refusing it here makes `check` and every build fail at once, with the line and a fix.
+_TEX_REFUSED = re.compile(r"\\(?P<command>href|url|includegraphics|html(?:Class|Id|Style|Data)|"
+                          r"def|gdef|edef|xdef|let|futurelet|global|(?:re)?newcommand|providecommand)(?![a-zA-Z])")
+_TEX_LINKS = {"href": "makes a link", "url": "makes a link", "includegraphics": "loads an image"}
+# Fields holding code, where a backslash is Python's, not TeX's.
+_CODE_FIELDS = {"implementation", "examples"}
 # Fields that are prose: shown as text on the site and the sheet, so no markup in them.
 _PROSE_FIELDS = {"title", "subtitle", "author", "name", "meaning", "source", "conventions", "text",
                  "question", "answer", "points"}
@@ -68,6 +75,7 @@ class _Builder:
         self.problems: list[tuple[Path_, Problem]] = []
         self._seen: set[int] = set()
         self._at: Path_ = ()
+        self.anchors = 0
 
     def fail(self, node: Node, problem: str, fix: str, field: str | None = None) -> None:
         mark = node.start_mark
@@ -75,7 +83,8 @@ class _Builder:
                                                 None, field)))
 
     def forbid_tag(self, node: Node, tag: str, field: str | None) -> None:
-        self.fail(node, f"the tag {tag!r} is not allowed (tags are never executed)",
+        shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+        self.fail(node, f"the tag {shown!r} is not allowed (tags are never executed)",
                   "remove the tag and write plain text", field)
 
     def build(self, node: Node, at: Path_ = ()) -> Any:
@@ -83,8 +92,11 @@ class _Builder:
         self._at = at
         field = next((str(p) for p in reversed(at) if isinstance(p, str)), None)
         if id(node) in self._seen or node.anchor:
-            self.fail(node, "anchors and aliases (&name, *name) are not supported",
-                      "write the value out in full", field)
+            # One message for all of them: an alias bomb has hundreds, and the fix is the same.
+            self.anchors += 1
+            if self.anchors == 1:
+                self.fail(node, "anchors and aliases (&name, *name) are not supported",
+                          "write the value out in full", field)
             return None
         self._seen.add(id(node))
         tag = node.tag if isinstance(node.tag, str) else str(node.tag)
@@ -160,10 +172,25 @@ class _Builder:
             if unicodedata.category(char) == "Cc":
                 self.fail(node, f"contains the control character U+{ord(char):04X}", "delete it", field)
                 return
+        tex = _TEX_REFUSED.search(text) if field not in _CODE_FIELDS else None
+        if tex:
+            command = tex["command"]
+            if command in _TEX_LINKS or command.startswith("html"):
+                what = _TEX_LINKS.get(command, "adds raw HTML")
+                instead = ("name the source as text in `source:`" if what == "makes a link"
+                           else "the sheet prints math only")
+                self.fail(node, f"uses \\{command}, which {what}; the sheet never links, loads or embeds anything",
+                          f"remove \\{command}{{…}}; {instead}", field)
+            else:
+                self.fail(node, f"defines a macro with \\{command}; macros are not supported",
+                          "write the math out in full (\\operatorname{name} names an operator)", field)
+            return
         link = _LINK.search(text)
         if link:
+            fix = ("cite the source as text (authors, title, year, section)" if field == "source"
+                   else "remove it; name sources as text in `source:` (authors, title, year, section)")
             self.fail(node, f"contains a link ({link.group(0)!r}); the sheet never fetches or links anything",
-                      "cite the source as text (authors, title, year, section)", field)
+                      fix, field)
         elif field in _PROSE_FIELDS and _HTML_TAG.search(text):
             self.fail(node, "contains HTML markup; prose is shown as plain text",
                       "remove the tag; write math between $...$", field)
@@ -174,12 +201,7 @@ def _compose(text: str, path: str) -> Node:
     try:
         node = yaml.compose(text)
     except MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark else 1
-        problem = (err.problem or err.context or "invalid YAML").strip()
-        raise SheetError.single(path, line, f"YAML syntax error: {problem}",
-                                "check indentation and quoting on this line or the one above",
-                                column=(mark.column + 1) if mark else None) from None
+        raise SheetError([_syntax_problem(err, text, path)]) from None
     except YAMLError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SheetError.single(path, 1, f"YAML error: {first_line}", "fix the YAML syntax") from None
@@ -190,20 +212,118 @@ def _compose(text: str, path: str) -> Node:
     return composed
 
 
+def _syntax_problem(err: MarkedYAMLError, text: str, path: str) -> Problem:
+    """Where the mistake most likely is: an unclosed bracket or quote is reported where it opens."""
+    problem_mark, context_mark = err.problem_mark, err.context_mark
+    problem = (err.problem or err.context or "invalid YAML").strip()
+    context = err.context or ""
+    fix = "check indentation and quoting on this line or the one above"
+    mark = problem_mark or context_mark
+    if "unknown escape" in problem:
+        fix = "write LaTeX and code in single quotes or a block scalar (|), never double quotes"
+    opened = context_mark is not None and problem_mark is not None and context_mark.line != problem_mark.line
+    if opened and context.startswith("while parsing a flow"):
+        assert context_mark is not None and problem_mark is not None
+        bracket = "[" if "sequence" in context else "{"
+        problem = f"the {bracket} opened here is never closed (at line {problem_mark.line + 1}: {problem})"
+        fix = f"close it with {']' if bracket == '[' else '}'}, or quote the whole value if the {bracket} is text"
+        mark = context_mark
+    elif opened and "quoted scalar" in context:
+        assert context_mark is not None and problem_mark is not None
+        problem = (f"the quoted text that starts here runs on to line {problem_mark.line + 1}, "
+                   f"where YAML stops: {problem}")
+        fix = ("close the quote on this line (a ' inside single quotes is written '')" if "single" in context
+               else "close the quote on this line; LaTeX and code go in single quotes (in double quotes a "
+                    "backslash starts an escape)")
+        mark = context_mark
+    elif problem_mark is not None and "found '<scalar>'" in problem:
+        fix = "check the quotes on this line (a ' inside single quotes is written '') and the indentation"
+        # `key: 'text` without its closing quote swallows the lines below up to the next quote,
+        # and YAML only stops there: point at the line that opened the quote.
+        opener = _unclosed_quote_above(text, problem_mark.line + 1)
+        if opener is not None:
+            line, column = opener
+            problem = (f"the quote opened here is not closed on this line, so YAML read on to line "
+                       f"{problem_mark.line + 1} ({problem})")
+            fix = "close the quote (a ' inside single quotes is written '')"
+            return Problem(path, line, f"YAML syntax error: {problem}", fix, column, _enclosing_id(text, line))
+    line = mark.line + 1 if mark else 1
+    return Problem(path, line, f"YAML syntax error: {problem}", fix, (mark.column + 1) if mark else None,
+                   _enclosing_id(text, line))
+
+
+_QUOTED_VALUE = re.compile(r"^\s*(?:- +)?(?:[\w-]+: +)?(?P<quote>['\"])(?P<rest>.*)$")
+
+
+def _unclosed_quote_above(text: str, line: int, window: int = 50) -> tuple[int, int] | None:
+    """(line, column) of the nearest line above `line` whose value opens a quote it does not close."""
+    lines = text.split("\n")
+    for number in range(line - 1, max(line - 1 - window, 0), -1):
+        match = _QUOTED_VALUE.match(lines[number - 1])
+        if match is None:
+            continue
+        rest = match["rest"].rstrip()
+        # '' is a quote inside single quotes; \" is one inside double quotes
+        unescaped = rest.replace("''", "") if match["quote"] == "'" else re.sub(r"\\.", "", rest)
+        if match["quote"] not in unescaped:
+            return number, match.start("quote") + 1
+    return None
+
+
+_ITEM_START = re.compile(r"^(?P<indent> *)(?P<dash>- +)(?:id: *(?P<id>[^\s#]+))?")
+_ID_LINE = re.compile(r"^(?P<indent> *)id: *(?P<id>[^\s#]+)")
+
+
+def _enclosing_id(text: str, line: int) -> str | None:
+    """For text YAML cannot parse: the id of the innermost list item (entry or section) around `line`.
+
+    A guess from indentation alone, good enough to name the entry in an error message.
+    """
+    lines = text.split("\n")
+    items: list[tuple[int, int, str | None]] = []  # (indent of the "-", indent of its keys, id)
+    for row in lines[: max(line - 1, 0)]:
+        stripped = row.lstrip(" ")
+        if not stripped or stripped.startswith("#") or stripped.startswith("\t"):
+            continue
+        indent = len(row) - len(stripped)
+        while items and items[-1][0] >= indent:
+            items.pop()
+        item = _ITEM_START.match(row)
+        if item:
+            items.append((indent, indent + len(item["dash"]), item["id"]))
+            continue
+        key = _ID_LINE.match(row)
+        if key and items and items[-1][1] == len(key["indent"]) and items[-1][2] is None:
+            items[-1] = (items[-1][0], items[-1][1], key["id"])
+    if items and items[-1][2] is None:  # the entry's `id:` comes after the bad line
+        dash, keys, _ = items[-1]
+        for row in lines[line - 1:]:
+            stripped = row.lstrip(" ")
+            if stripped and not stripped.startswith("#") and len(row) - len(stripped) <= dash:
+                break
+            key = _ID_LINE.match(row)
+            if key and len(key["indent"]) == keys:
+                items[-1] = (dash, keys, key["id"])
+                break
+    return next((ident for _, _, ident in reversed(items) if ident), None)
+
+
 def _check_characters(text: str, path: str) -> None:
     """Tabs in indentation and raw control characters, found before YAML gives vaguer errors."""
     control = _RAW_CONTROL.search(text)
     if control:
         before = text[: control.start()]
-        raise SheetError.single(path, before.count("\n") + 1,
+        where = before.count("\n") + 1
+        raise SheetError.single(path, where,
                                 f"the file contains the control character U+{ord(control.group()):04X}",
                                 "delete it (it is invisible in most editors)",
-                                column=control.start() - before.rfind("\n"))
+                                column=control.start() - before.rfind("\n"), entry_id=_enclosing_id(text, where))
     for number, line in enumerate(text.split("\n"), start=1):
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         if "\t" in indent:
             raise SheetError.single(path, number, "tab character in indentation; YAML indents with spaces only",
-                                    "replace the tab with spaces", column=indent.index("\t") + 1)
+                                    "replace the tab with spaces", column=indent.index("\t") + 1,
+                                    entry_id=_enclosing_id(text, number))
 
 
 def parse_yaml(text: str, path: str = "formulas.yaml") -> tuple[dict[str, Any], _Builder]:
@@ -217,6 +337,11 @@ def parse_yaml(text: str, path: str = "formulas.yaml") -> tuple[dict[str, Any], 
                                 "start from the example entry in the README")
     builder = _Builder(path)
     data = builder.build(node)
+    if builder.anchors > 1:
+        index = next(i for i, (_, p) in enumerate(builder.problems) if p.problem.startswith("anchors and aliases"))
+        at, first = builder.problems[index]
+        builder.problems[index] = (at, replace(first, problem=f"{first.problem} ({builder.anchors} in this "
+                                               "file; the first is here)"))
     if builder.problems:
         raise SheetError(replace(problem, entry_id=_entry_id(data, at)) for at, problem in builder.problems)
     return data, builder
@@ -341,6 +466,42 @@ def _describe(value: Any) -> str:
     return f"the text {str(value)[:30]!r}"
 
 
+def _ids(data: Any) -> dict[str, Path_]:
+    """Every section and entry id in the plain data, with its YAML path (first occurrence wins)."""
+    found: dict[str, Path_] = {}
+    sections = data.get("sections") if isinstance(data, dict) else None
+    for s, section in enumerate(sections if isinstance(sections, tuple) else ()):
+        if not isinstance(section, dict):
+            continue
+        items: list[tuple[Path_, Any]] = [(("sections", s), section)]
+        entries = section.get("entries")
+        items += [(("sections", s, "entries", e), entry)
+                  for e, entry in enumerate(entries if isinstance(entries, tuple) else ())]
+        for at, item in items:
+            ident = item.get("id") if isinstance(item, dict) else None
+            if isinstance(ident, str):
+                found.setdefault(ident, at)
+    return found
+
+
+def _bad_id(value: Any, field: str | None, data: Any, builder: _Builder) -> tuple[str, str]:
+    """What is wrong with an id that does not match ID_PATTERN, and how to fix it."""
+    rule = "use lowercase letters, digits and underscores, starting with a letter (e.g. cosine_similarity)"
+    text = str(value)
+    lower = text.lower()
+    if re.fullmatch(ID_PATTERN, lower):
+        other = _ids(data).get(lower) if field == "id" else None
+        node = builder.nodes.get((*other, "id")) if other is not None else None
+        if node is not None:
+            return (f"{text!r} is not a valid id: ids are lowercase, and {lower!r} is already the id at line "
+                    f"{node.start_mark.line + 1} (they would clash as file names on macOS and Windows)",
+                    "rename it; ids must differ in more than case")
+        return f"{text!r} is not a valid id: ids are lowercase", f"write {lower!r}"
+    if any(c in text for c in "/\\") or text.startswith("."):
+        return f"{text!r} is not a valid id: ids become file and function names, never paths", rule
+    return f"{text!r} is not a valid id", rule
+
+
 def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem]:
     problems = []
     errors = err.errors()
@@ -388,8 +549,7 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
             problem = f"expected a mapping of keys, got {_describe(value)}"
             fix = "write `key: value` lines indented under it"
         elif kind == "string_pattern_mismatch":
-            problem = f"{value!r} is not a valid id"
-            fix = "use lowercase letters, digits and underscores, starting with a letter (e.g. cosine_similarity)"
+            problem, fix = _bad_id(value, field, data, builder)
         elif kind == "string_too_long":
             problem = f"is {len(value)} characters; the limit is {ctx.get('max_length')}"
             fix = "shorten it; the sheet is one page"
@@ -453,16 +613,19 @@ def _semantic_problems(sheet: Sheet, builder: _Builder, locations: Mapping[str, 
         problems.append(Problem(path, line or found_line, problem, fix, None if line else column, ident, field))
 
     first_seen: dict[str, str] = {}
+    reported: set[str] = set()  # ids already reported: checks that depend on the id would only repeat it
     for section in sheet.sections:
         for ident, what in [(section.id, "section")] + [(e.id, "entry") for e in section.entries]:
             if ident in RESERVED_IDS:
                 report(ident, "id", f"{ident!r} is a reserved name (file names, Python keywords, site pages)",
                        f"rename it, e.g. {ident}_1")
+                reported.add(ident)
             key = f"{what}:{ident}"
             if key in first_seen:
                 first = locations_first(builder, sheet, ident)
                 report(ident, "id", f"duplicate {what} id {ident!r} (first at line {first})",
                        "ids must be unique; rename one")
+                reported.add(ident)
             first_seen[key] = ident
 
     formula_ids = {f.id for f in sheet.formulas()}
@@ -472,7 +635,8 @@ def _semantic_problems(sheet: Sheet, builder: _Builder, locations: Mapping[str, 
             report(entry.id, "function", f"refers to {entry.function!r}, which is not a formula id",
                    f"did you mean {close[0]!r}?" if close else "use the id of a formula entry")
         if isinstance(entry, Formula):
-            problems.extend(_implementation_problems(entry, path, locations))
+            problems.extend(_implementation_problems(entry, path, locations, formula_ids,
+                                                     check_name=entry.id not in reported))
     return problems
 
 
@@ -487,8 +651,8 @@ def locations_first(builder: _Builder, sheet: Sheet, ident: str) -> int:
     return 0
 
 
-def _implementation_problems(formula: Formula, path: str,
-                             locations: Mapping[str, tuple[int, int]]) -> list[Problem]:
+def _implementation_problems(formula: Formula, path: str, locations: Mapping[str, tuple[int, int]],
+                             formula_ids: set[str], check_name: bool = True) -> list[Problem]:
     problems: list[Problem] = []
     code_line = locations.get(f"{formula.id}.implementation", (0, 0))[0]
     examples_line = locations.get(f"{formula.id}.examples", (0, 0))[0]
@@ -508,9 +672,14 @@ def _implementation_problems(formula: Formula, path: str,
                f"write `def {formula.id}(...):` with the body indented under it; numpy is imported as np")
         return problems
     function = functions[0]
-    if function.name != formula.id:
-        report(code_line + function.lineno - 1, "implementation",
-               f"defines {function.name!r} but the entry id is {formula.id!r}",
+    if function.name != formula.id and check_name:
+        if function.name in formula_ids:
+            other = locations.get(function.name, (0, 0))[0]
+            problem = (f"defines {function.name!r}, which the entry {function.name!r} (line {other}) already "
+                       "defines; two entries cannot define one function")
+        else:
+            problem = f"defines {function.name!r} but the entry id is {formula.id!r}"
+        report(code_line + function.lineno - 1, "implementation", problem,
                f"name the function {formula.id!r}; one formula entry defines one function")
     if function.decorator_list:
         report(code_line, "implementation", "decorators are not supported", "remove the decorator")

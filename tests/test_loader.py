@@ -96,6 +96,14 @@ def test_valid_sheet_loads_into_a_frozen_model() -> None:
         ("          >>> double(2)\n          4", "          >>> double(2)\n          5", 17, "double",
          "expected '5' but got '4'"),
         ("  title: Test sheet", "  title: Test sheet\n  title: Again", 3, None, "duplicate key 'title'"),
+        ("        latex: '2x'", r"        latex: '\href{https://example.com}{2x}'", 10, "double", r"uses \href"),
+        ("        text: Some text.", r"        text: 'See $\def\a{\a\a}\a$.'", 22, "note",
+         r"defines a macro with \def"),
+        ("        id: note", "        id: Double", 20, "Double", "'double' is already the id at line 8"),
+        ("        id: note", "        id: Notes", 20, "Notes", "ids are lowercase — write 'notes'"),
+        ("    title: Math", "    title: 'Math", 5, "math", "the quote opened here is not closed"),
+        ("    title: Math", "    title: [Math", 5, "math", "the [ opened here is never closed"),
+        ("        id: note", "        id: con", 20, "con", "reserved name"),
     ],
 )
 def test_bad_input_gets_one_located_message(old: str, new: str, line: int, entry_id: str | None,
@@ -115,10 +123,39 @@ def test_bad_input_gets_one_located_message(old: str, new: str, line: int, entry
     assert needle in err
 
 
-def test_tab_indentation_is_named() -> None:
+def test_tab_indentation_is_named_with_the_enclosing_id() -> None:
     match = one_problem(VALID.replace("    title: Math", "\ttitle: Math"))
-    assert match["line"] == "5"
+    assert (match["line"], match["id"]) == ("5", "math")
     assert "tab character in indentation" in match.group(0)
+    match = one_problem(VALID.replace("        name: Note", "\tname: Note"))
+    assert (match["line"], match["id"]) == ("21", "note")
+
+
+def test_two_formulas_defining_one_function_name_the_other_entry() -> None:
+    second = VALID.replace("      - kind: fact\n", """\
+      - kind: formula
+        id: triple
+        name: Triple
+        latex: '3x'
+        meaning: Three times the input.
+        source: Arithmetic
+        implementation: |
+          def double(x):
+              return 3 * x
+        examples: |
+          >>> triple(1)
+          3
+      - kind: fact
+""", 1)
+    match = one_problem(second)
+    assert (match["line"], match["id"]) == ("26", "triple")
+    assert "defines 'double', which the entry 'double' (line 7) already defines" in match.group(0)
+
+
+def test_an_id_problem_is_not_repeated_as_a_function_name_problem() -> None:
+    for ident, needle in (("con", "reserved name"), ("note", "duplicate entry id 'note'")):
+        text = VALID.replace("        id: double", f"        id: {ident}")
+        assert needle in one_problem(text).group(0)
 
 
 def test_yaml_syntax_error_has_line_and_column() -> None:
@@ -131,8 +168,8 @@ def test_alias_bomb_is_refused_before_expansion() -> None:
         f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
         for i in range(8)
     )
-    lines = problem_lines(bomb)
-    assert any("anchors and aliases" in line for line in lines)
+    [line] = problem_lines(bomb)  # one message, however many aliases
+    assert "anchors and aliases" in line and "(9 in this file; the first is here)" in line
 
 
 @pytest.mark.parametrize(("text", "needle"), [("", "the file is empty"),

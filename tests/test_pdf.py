@@ -275,15 +275,16 @@ def test_cli_builds_skips_when_unchanged_and_keeps_pdf_on_overflow(
     out, cache, preview = tmp_path / "out" / "sheet.pdf", tmp_path / "cache", tmp_path / "out" / "sheet.png"
     args = ["-o", str(out), "--cache-dir", str(cache)]
     assert main(["pdf", "-f", str(SHEET_PATH), *args, "--preview", str(preview)]) == 0
-    err = capsys.readouterr().err
-    assert re.search(r"katex: \d+ formulas \(0 cached\)", err) and re.search(r"fit: [\d.]+ pt in \d+ render", err)
-    assert re.search(r"wrote .*sheet\.pdf \(1 page, \d+ KB", err)
+    progress = capsys.readouterr().out  # progress on stdout; stderr is kept for problems
+    assert re.search(r"katex: \d+ formulas \(0 cached\)", progress)
+    assert re.search(r"fit: [\d.]+ pt in \d+ render", progress)
+    assert re.search(r"wrote .*sheet\.pdf \(1 page, \d+ KB", progress)
     if shutil.which("pdftoppm"):
         assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     first = out.read_bytes()
 
     assert main(["pdf", "-f", str(SHEET_PATH), *args]) == 0
-    assert "up to date" in capsys.readouterr().err
+    assert "up to date" in capsys.readouterr().out
 
     big = tmp_path / "big.yaml"
     big.write_text(tripled(SHEET_PATH.read_text(encoding="utf-8")), encoding="utf-8")

@@ -1,0 +1,41 @@
+"""The README's troubleshooting table is what scripts/troubleshooting.py generates from tests/bad_inputs.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+import types
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir(),
+    reason="`sheetgen check` typesets with KaTeX (node and node_modules/katex): run `make`",
+)
+
+
+def _script() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("troubleshooting", ROOT / "scripts" / "troubleshooting.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _without_line_numbers(table: str) -> str:
+    # Rows mutate the shipped formulas.yaml, so its line numbers move whenever the sheet is edited;
+    # the table goes stale only when a message itself changes.
+    return re.sub(r"(formulas\.yaml):\d+(:\d+)?", r"\1:N", table)
+
+
+def test_readme_table_is_generated() -> None:
+    script = _script()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _without_line_numbers(script.readme_block(readme)) == _without_line_numbers(script.table()), (
+        "README.md's troubleshooting table is stale: run `.venv/bin/python scripts/troubleshooting.py --write`"
+    )
