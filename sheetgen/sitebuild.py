@@ -307,8 +307,9 @@ def derived_config(config_file: Path, out: Path, *, sheetgen: Mapping[str, Any] 
 
 
 def bench_site(config_file: Path = Path("mkdocs.yml"), *, work_dir: Path | None = None,
-               repeat: int = 3) -> dict[str, float]:
-    """Time the site build, for `make bench`. Returns seconds (medians of `repeat` runs) and counts:
+               repeat: int = 3) -> dict[str, Any]:
+    """Time the site build, for `make bench`. Returns seconds (medians of `repeat` runs), counts, and
+    every run's seconds under `plugin_runs` and `bare_runs`:
 
     - `first`: the first build (cold only if the caches under build/ were empty),
     - `plugin`: a build with the sheetgen plugin, YAML unchanged (KaTeX, notebooks and PDF cached),
@@ -342,11 +343,12 @@ def bench_site(config_file: Path = Path("mkdocs.yml"), *, work_dir: Path | None 
                                      docs_dir=str(docs), site_name=last.config.site_name,
                                      nav=last.config.nav, extra_css=list(last.config.extra_css))
         build_site(bare_config, work / "site-bare")  # warms mkdocs-jupyter's cache, as for the plugin
-        bare = median(build_site(bare_config, work / "site-bare").seconds for _ in range(repeat))
-    plugin = median(run.seconds for run in runs)
+        bare_runs = [build_site(bare_config, work / "site-bare").seconds for _ in range(repeat)]
+    plugin_runs = [run.seconds for run in runs]
+    plugin, bare = median(plugin_runs), median(bare_runs)
     return {"first": first, "plugin": plugin, "bare": bare, "ratio": plugin / bare,
-            "katex_node_runs": float(generated.katex_node_runs),
-            "notebooks_executed": float(generated.notebooks_executed)}
+            "plugin_runs": plugin_runs, "bare_runs": bare_runs,
+            "katex_node_runs": generated.katex_node_runs, "notebooks_executed": generated.notebooks_executed}
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import types
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from sheetgen.model import Sheet
 from sheetgen.render.code import render_module
 
 ROOT = Path(__file__).resolve().parent.parent
+# Tests that typeset with KaTeX need node and `npm ci`'s node_modules; `make test` installs both.
+needs_katex = pytest.mark.skipif(
+    shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir(),
+    reason="KaTeX (node and node_modules/katex) is not installed: run `make`",
+)
 # SHEETGEN_YAML lets a test run use another sheet file; the default is the shipped one.
 SHEET_PATH = Path(os.environ.get("SHEETGEN_YAML", ROOT / "formulas.yaml"))
 

@@ -171,10 +171,10 @@ def test_killed_build_leaves_outputs_untouched(built: Workspace, tmp_path: Path)
     before = built.outputs()
     env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
     with subprocess.Popen([sys.executable, "-m", "sheetgen", *built.args(changed)], cwd=ROOT, env=env,
-                          stderr=subprocess.PIPE, text=True) as process:
-        assert process.stderr is not None
+                          stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
         deadline = time.monotonic() + 120
-        for line in process.stderr:  # kill it once the PDF is made, before anything is moved into place
+        for line in process.stdout:  # kill it once the PDF is made, before anything is moved into place
             if line.startswith("pdf:") or time.monotonic() > deadline:
                 break
         process.send_signal(signal.SIGKILL)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,12 +17,9 @@ from sheetgen.katex import (
 )
 from sheetgen.loader import load_sheet_text
 from sheetgen.model import Fact, Formula, Sheet
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_katex
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir(),
-    reason="KaTeX (node and node_modules/katex) is not installed: run `make`",
-)
+pytestmark = needs_katex
 
 
 def request(tex: str, line: int = 12, entry_id: str = "bad_one", display: bool = True) -> MathRequest:

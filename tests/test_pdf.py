@@ -30,12 +30,9 @@ from sheetgen.render.pdf import (
     render_pdf_html,
     short_citation,
 )
-from tests.conftest import ROOT, SHEET_PATH
+from tests.conftest import SHEET_PATH, needs_katex
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir(),
-    reason="KaTeX (node and node_modules/katex) is not installed: run `make`",
-)
+pytestmark = needs_katex
 slow = pytest.mark.slow
 
 

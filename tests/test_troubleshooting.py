@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import sys
 import types
 
-import pytest
+from tests.conftest import ROOT, needs_katex
 
-from tests.conftest import ROOT
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir(),
-    reason="`sheetgen check` typesets with KaTeX (node and node_modules/katex): run `make`",
-)
+pytestmark = needs_katex
 
 
 def _script() -> types.ModuleType:
