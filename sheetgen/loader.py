@@ -13,6 +13,7 @@ import doctest
 import keyword
 import re
 import unicodedata
+import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError, YAMLWarning
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import Problem, SheetError
@@ -199,7 +200,10 @@ class _Builder:
 def _compose(text: str, path: str) -> Node:
     yaml = YAML(typ="safe", pure=True)
     try:
-        node = yaml.compose(text)
+        with warnings.catch_warnings():
+            # e.g. ReusedAnchorWarning: anchors are refused, with their line, when nodes are built.
+            warnings.simplefilter("ignore", YAMLWarning)
+            node = yaml.compose(text)
     except MarkedYAMLError as err:
         raise SheetError([_syntax_problem(err, text, path)]) from None
     except YAMLError as err:

@@ -207,3 +207,9 @@ def test_snippet_must_name_an_existing_formula() -> None:
 def test_missing_file_is_a_clean_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "-f", str(tmp_path / "nope.yaml")]) == 1
     assert "cannot read the file" in capsys.readouterr().err
+
+
+def test_reused_anchor_is_refused_like_any_anchor() -> None:
+    # Found by the fuzzer: ruamel only warns about a reused anchor (a warning is not our message).
+    lines = problem_lines("&a sheet:\n&a sheet:\n  title: x\n")
+    assert lines and all("anchors and aliases" in line or "duplicate key" in line for line in lines)
