@@ -36,3 +36,29 @@ def test_console_entry_point_runs_without_traceback(tmp_path: pytest.TempPathFac
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1 and "cannot read the file" in run.stderr
+
+
+def test_every_yaml_key_and_plugin_option_is_in_the_readme() -> None:
+    from sheetgen.mkdocs_plugin import SheetgenConfig
+    from sheetgen.model import ENTRY_KINDS, PrintSettings, Section, Sheet, SheetInfo, Step
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for model in (Sheet, SheetInfo, PrintSettings, Section, Step, *ENTRY_KINDS.values()):
+        for name, info in model.model_fields.items():
+            key = info.alias or name
+            assert f"`{key}`" in readme or f"{key}:" in readme, f"README does not document the YAML key {key!r}"
+    for option in SheetgenConfig._schema:  # MkDocs keeps declared options in _schema
+        assert f"`{option[0]}`" in readme, f"README does not document the plugin option {option[0]!r}"
+
+
+def test_readme_command_reference_is_generated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "scripts" / "cli_reference.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv("COLUMNS", "100")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert script.readme_block(readme) == script.reference(), (
+        "README.md's command reference is stale: run `.venv/bin/python scripts/cli_reference.py --write`")
