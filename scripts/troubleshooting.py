@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import sys
 import tempfile
@@ -34,6 +35,7 @@ INTRO = (
 )
 
 
+@functools.cache
 def _check_options() -> set[str]:
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command")

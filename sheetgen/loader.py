@@ -510,12 +510,14 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
     problems = []
     errors = err.errors()
     nested = {tuple(e["loc"][:i]) for e in errors for i in range(len(e["loc"]))}
+    close_keys: dict[tuple[Any, ...], list[str]] = {}  # unknown key → the allowed key it is a typo of
     typo_targets: dict[str, set[tuple[Any, ...]]] = {}
     for e in errors:
         if e["type"] == "extra_forbidden":
-            parent = tuple(e["loc"][:-1])
-            for target in difflib.get_close_matches(str(e["loc"][-1]), _keys_of(_model_at(parent)), 1, 0.6):
-                typo_targets.setdefault(target, set()).add(parent)
+            loc = tuple(e["loc"])
+            close_keys[loc] = difflib.get_close_matches(str(loc[-1]), _keys_of(_model_at(loc[:-1])), 1, 0.6)
+            for target in close_keys[loc]:
+                typo_targets.setdefault(target, set()).add(loc[:-1])
     for error in errors:
         loc = tuple(error["loc"])
         if error["type"] == "too_short" and loc in nested:
@@ -535,7 +537,7 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
         ctx = error.get("ctx") or {}
         if kind == "extra_forbidden":
             keys = _keys_of(_model_at(loc[:-1]))
-            close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+            close = close_keys[loc]
             problem = f"unknown key {loc[-1]!r}"
             fix = (f"did you mean {close[0]!r}? " if close else "") + f"allowed keys: {', '.join(keys)}"
         elif kind == "missing":
@@ -584,14 +586,15 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
 # --- checks across entries --------------------------------------------------------------------
 
 
-def _content_line(node: Node | None) -> int:
+def _content_line(node: Node) -> int:
     """1-based line where a scalar's text starts (block scalars start on the line after `|`)."""
-    if node is None:
-        return 0
     return int(node.start_mark.line) + 1 + (1 if getattr(node, "style", None) in ("|", ">") else 0)
 
 
 def _locations(sheet: Sheet, builder: _Builder) -> dict[str, tuple[int, int]]:
+    keys_of: dict[Path_, list[tuple[str, Node]]] = {}  # mapping path → its (key, key node), in YAML order
+    for (*prefix, key), key_node in builder.key_nodes.items():
+        keys_of.setdefault(tuple(prefix), []).append((str(key), key_node))
     found: dict[str, tuple[int, int]] = {}
     for s, section in enumerate(sheet.sections):
         node = builder.nodes[("sections", s)]
@@ -600,10 +603,9 @@ def _locations(sheet: Sheet, builder: _Builder) -> dict[str, tuple[int, int]]:
             at: Path_ = ("sections", s, "entries", e)
             node = builder.nodes[at]
             found[entry.id] = (node.start_mark.line + 1, node.start_mark.column + 1)
-            for (*prefix, key), key_node in builder.key_nodes.items():
-                if tuple(prefix) == at:
-                    value_node = builder.nodes[(*at, key)]
-                    found[f"{entry.id}.{key}"] = (_content_line(value_node), key_node.start_mark.column + 1)
+            for key, key_node in keys_of.get(at, ()):
+                value_node = builder.nodes[(*at, key)]
+                found[f"{entry.id}.{key}"] = (_content_line(value_node), key_node.start_mark.column + 1)
     return found
 
 
@@ -701,16 +703,17 @@ def _implementation_problems(formula: Formula, path: str, locations: Mapping[str
             report(code_line + node.lineno - 1, "implementation",
                    "imports are not allowed; the module imports only NumPy (as np)",
                    "use np.* instead")
-    for text, field, line in ((formula.examples, "examples", examples_line),):
-        if '"""' in text or text.rstrip().endswith("\\"):
-            report(line, field, 'must not contain """ or end with a backslash (it goes into a docstring)',
-                   "use single quotes in examples")
-        try:
-            examples = doctest.DocTestParser().get_examples(text)
-        except ValueError as err:
-            report(line, field, f"is not valid doctest text: {err}",
-                   "each example is `>>> code` followed by the expected output, same indentation")
-            continue
+    text = formula.examples
+    if '"""' in text or text.rstrip().endswith("\\"):
+        report(examples_line, "examples", 'must not contain """ or end with a backslash (it goes into a docstring)',
+               "use single quotes in examples")
+    try:
+        examples = doctest.DocTestParser().get_examples(text)
+    except ValueError as err:
+        report(examples_line, "examples", f"is not valid doctest text: {err}",
+               "each example is `>>> code` followed by the expected output, same indentation")
+    else:
         if not examples:
-            report(line, field, "has no doctest example", "add lines like `>>> f(1.0)` followed by the expected output")
+            report(examples_line, "examples", "has no doctest example",
+                   "add lines like `>>> f(1.0)` followed by the expected output")
     return problems

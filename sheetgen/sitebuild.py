@@ -26,7 +26,7 @@ from .model import Sheet
 from .outputs import write_atomic
 from .render import site
 from .render.code import render_module
-from .render.notebooks import dumps, execute_notebooks, render_notebooks
+from .render.notebooks import dumps, execute_notebooks, notebook_path, render_notebooks
 
 __all__ = [
     "Generated",
@@ -81,7 +81,7 @@ def generate(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRe
         out.math = renderer.render_map(requests)
         out.katex_node_runs = renderer.stats.node_runs if renderer.stats else 0
 
-    links = site.Links(pdf=PDF_PATH if pdf else None, module=MODULE_PATH)
+    notebook_pages: dict[str, str] = {}  # section id → notebook page
     if notebooks:
         with clock("notebooks"):
             rendered = render_notebooks(sheet)
@@ -91,6 +91,7 @@ def generate(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRe
                 out.notebooks_executed = sum(not r.cached for r in results.values())
                 rendered = {path: r.notebook for path, r in results.items()}
             texts = {path: dumps(nb) for path, nb in rendered.items()}
+            notebook_pages = {s.id: notebook_path(s) for s in sheet.sections if notebook_path(s) in texts}
             for path, text in texts.items():
                 # Served from the cache folder: build/notebooks holds outputs, which only a
                 # finished `sheetgen build` (or `sheetgen notebooks`) replaces.
@@ -101,11 +102,8 @@ def generate(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRe
                 out.files[download] = text.encode("utf-8")
                 out.notebook_pages[path] = download
             out.files[NOTEBOOK_ZIP_PATH] = _zip(texts)
-        links = site.Links(pdf=links.pdf, module=links.module,
-                           notebook_pages={p.removeprefix("notebooks/").removesuffix(".ipynb"): p
-                                           for p in texts},
-                           notebook_files={p.removeprefix("notebooks/").removesuffix(".ipynb"):
-                                           "downloads/" + p for p in texts})
+    links = site.Links(pdf=PDF_PATH if pdf else None, module=MODULE_PATH, notebook_pages=notebook_pages,
+                       notebook_files={ident: out.notebook_pages[p] for ident, p in notebook_pages.items()})
 
     with clock("pages"):
         out.pages = site.render_pages(sheet, out.math, links)
@@ -334,11 +332,11 @@ def bench_site(config_file: Path = Path("mkdocs.yml"), *, work_dir: Path | None 
         shutil.rmtree(docs, ignore_errors=True)
         shutil.copytree(last.config.docs_dir, docs)
         for path, text in generated.pages.items():
-            _write(docs / path, text.encode("utf-8"))
+            write_atomic(docs / path, text)
         for path, data in generated.files.items():
-            _write(docs / path, data)
+            write_atomic(docs / path, data)
         for path, source in generated.linked.items():
-            _write(docs / path, source.read_bytes())
+            write_atomic(docs / path, source.read_bytes())
         bare_config = derived_config(config_file, work / "mkdocs-bare.yml", drop_sheetgen=True,
                                      docs_dir=str(docs), site_name=last.config.site_name,
                                      nav=last.config.nav, extra_css=list(last.config.extra_css))
@@ -349,8 +347,3 @@ def bench_site(config_file: Path = Path("mkdocs.yml"), *, work_dir: Path | None 
     return {"first": first, "plugin": plugin, "bare": bare, "ratio": plugin / bare,
             "plugin_runs": plugin_runs, "bare_runs": bare_runs,
             "katex_node_runs": generated.katex_node_runs, "notebooks_executed": generated.notebooks_executed}
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)

@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from ..katex import MathRequest, sheet_math_requests, split_inline_math
-from ..model import QA, EntryBase, Fact, Formula, Section, Sheet, Snippet, Steps
+from ..model import Formula, Section, Sheet, Snippet
 from .code import function_source
 
 __all__ = [
@@ -277,7 +277,7 @@ def _environment() -> Environment:
 def _render(template: str, page: str, math: MathHtml, **context: Any) -> str:
     helpers = _Helpers(math, page)
     text = _environment().get_template(template).render(
-        h=helpers, prose=helpers.prose, display=helpers.display, heading=helpers.heading,
+        prose=helpers.prose, display=helpers.display, heading=helpers.heading,
         fence=helpers.fence, code=helpers.code, link=helpers.link, **context)
     # Blank-line runs come from template conditionals; Markdown does not care, but diffs do.
     return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
@@ -288,24 +288,17 @@ def _formula_index(sheet: Sheet) -> dict[str, tuple[Section, Formula]]:
             if isinstance(entry, Formula)}
 
 
-def _kind(entry: EntryBase) -> str:
-    for kind, cls in (("formula", Formula), ("fact", Fact), ("qa", QA), ("steps", Steps),
-                      ("snippet", Snippet)):
-        if isinstance(entry, cls):
-            return kind
-    raise TypeError(f"unknown entry type {type(entry).__name__}")
-
-
 def render_pages(sheet: Sheet, math: MathHtml, links: Links) -> dict[str, str]:
     """`{docs-relative path: Markdown}`: one page per section and the errata page."""
     formulas = _formula_index(sheet)
-    errata_ids = {formula.id for formula, _ in _errata_entries(sheet)}
+    errata_entries = _errata_entries(sheet)
+    errata_ids = {formula.id for formula, _ in errata_entries}
     pages: dict[str, str] = {}
     for section in sheet.sections:
         path = section_path(section)
         entries = [
             {
-                "kind": _kind(entry),
+                "kind": entry.kind,
                 "entry": entry,
                 "code": function_source(entry, with_docstring=False) if isinstance(entry, Formula) else
                         function_source(formulas[entry.function][1], with_docstring=False)
@@ -322,7 +315,7 @@ def render_pages(sheet: Sheet, math: MathHtml, links: Links) -> dict[str, str]:
     errata = [
         {"formula": formula, "erratum": erratum,
          "card": section_path(formulas[formula.id][0])}
-        for formula, erratum in _errata_entries(sheet)
+        for formula, erratum in errata_entries
     ]
     pages[ERRATA_PAGE] = _render("site_errata.md.j2", ERRATA_PAGE, math, sheet=sheet, errata=errata)
     return pages
