@@ -99,14 +99,11 @@ def pdf_benchmarks(source: Path, work: Path, runs: int) -> tuple[list[Row], dict
         yaml.write_text(edit_one_entry(original, run + 1), encoding="utf-8")
         changed.append(sheetgen_pdf(yaml, out, cache))
         # Stage breakdowns, in their own processes and caches.
-        yaml.write_text(original, encoding="utf-8")
         stage_cache = work / f"stages-{run}"
-        for name, timings in (("cold", stage_timings(yaml, stage_cache)),):
-            for stage, seconds in timings.items():
+        for name, text in (("cold", original), ("one entry changed", edit_one_entry(original, 100 + run))):
+            yaml.write_text(text, encoding="utf-8")
+            for stage, seconds in stage_timings(yaml, stage_cache).items():
                 stages[name].setdefault(stage, []).append(seconds)
-        yaml.write_text(edit_one_entry(original, 100 + run), encoding="utf-8")
-        for stage, seconds in stage_timings(yaml, stage_cache).items():
-            stages["one entry changed"].setdefault(stage, []).append(seconds)
         shutil.rmtree(cache, ignore_errors=True)
         shutil.rmtree(stage_cache, ignore_errors=True)
     rows = [Row("pdf cold (fresh process, empty cache)", cold, 2.5),

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from .errors import Problem, SheetError
 from .model import QA, EntryBase, Fact, Formula, Sheet, Snippet, Steps
+from .outputs import write_atomic
 
 __all__ = [
     "OPTIONS",
@@ -249,15 +249,8 @@ class KatexRenderer:
 
     def _load_cache(self) -> dict[str, str]:
         if self._cache is None:
-            self._cache = {}
-            if self.cache_path is not None:
-                try:
-                    data = json.loads(self.cache_path.read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    data = None  # missing or corrupt: start over, it is only a cache
-                if isinstance(data, dict) and data.get("format") == _CACHE_FORMAT \
-                        and isinstance(data.get("entries"), dict):
-                    self._cache = {k: v for k, v in data["entries"].items() if isinstance(v, str)}
+            entries = read_json_cache(self.cache_path, "entries", _CACHE_FORMAT)
+            self._cache = {k: v for k, v in entries.items() if isinstance(v, str)}
         return self._cache
 
     def _save_cache(self, cache: dict[str, str]) -> None:
@@ -269,25 +262,25 @@ class KatexRenderer:
 
 def write_json_atomic(path: Path, data: object) -> None:
     """Caches are written whole or not at all, so a crash or a parallel build never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    write_atomic(path, json.dumps(data, ensure_ascii=False, sort_keys=True))
+
+
+def read_json_cache(path: Path | None, field: str, format_version: int = 1) -> dict[str, Any]:
+    """The `field` mapping of a cache written as `{"format": format_version, field: {...}}`; empty when there
+    is no path or the file is missing, corrupt or of another format: it is only a cache."""
+    if path is None:
+        return {}
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            json.dump(data, file, ensure_ascii=False, sort_keys=True)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = data.get(field) if isinstance(data, dict) and data.get("format") == format_version else None
+    return found if isinstance(found, dict) else {}
 
 
-_script_digest_value: str | None = None
-
-
+@cache
 def _script_digest() -> str:
-    global _script_digest_value
-    if _script_digest_value is None:
-        _script_digest_value = hashlib.sha256(BATCH_SCRIPT.read_bytes()).hexdigest()[:16]
-    return _script_digest_value
+    return hashlib.sha256(BATCH_SCRIPT.read_bytes()).hexdigest()[:16]
 
 
 def split_inline_math(text: str) -> list[tuple[bool, str]]:

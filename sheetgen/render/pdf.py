@@ -38,6 +38,7 @@ from ..katex import (
     MathRequest,
     entry_texts,
     katex_dist_dir,
+    read_json_cache,
     sheet_math_requests,
     split_inline_math,
     write_json_atomic,
@@ -233,12 +234,16 @@ def _source_date() -> str | None:
     return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _page_mm(sheet: Sheet, paper: str) -> tuple[float, float]:
+    """Width and height of the page as printed (landscape turns the paper)."""
+    short, long = PAPER_MM[paper]
+    return (long, short) if sheet.sheet.print_settings.orientation == "landscape" else (short, long)
+
+
 def _column_em(sheet: Sheet, paper: str, font_size_pt: float) -> float:
     """Width of one text column in em of the body font."""
     settings = sheet.sheet.print_settings
-    short, long = PAPER_MM[paper]
-    page_mm = long if settings.orientation == "landscape" else short
-    content_pt = (page_mm - 2 * settings.margin_mm) * _PT_PER_MM
+    content_pt = (_page_mm(sheet, paper)[0] - 2 * settings.margin_mm) * _PT_PER_MM
     gaps_pt = (settings.columns - 1) * COLUMN_GAP_REM * font_size_pt
     return (content_pt - gaps_pt) / settings.columns / font_size_pt
 
@@ -474,13 +479,7 @@ def _parallel(here: Callable[[], T], elsewhere: Sequence[Callable[[], Any]]) -> 
 def _math_images(katex_html: Mapping[tuple[str, bool], str], cache_path: Path | None,
                  engine: _Engine) -> tuple[dict[tuple[str, bool], MathImage], int]:
     """Images of every formula: from the cache, or laid out now (in two processes when many)."""
-    stored: dict[str, Any] = {}
-    if cache_path is not None:
-        try:
-            loaded = json.loads(cache_path.read_text(encoding="utf-8"))
-            stored = loaded["images"] if isinstance(loaded.get("images"), dict) else {}
-        except (OSError, ValueError, AttributeError, KeyError):
-            stored = {}  # missing or corrupt: it is only a cache
+    stored = read_json_cache(cache_path, "images")
     digest = _atlas_digest()
     keys = {k: pdf_math.image_key(html, digest) for k, html in katex_html.items()}
     images: dict[str, MathImage] = {}
@@ -525,14 +524,7 @@ class _FitCache:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.data: dict[str, Any] = {}
-        if path is not None:
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                loaded = None
-            if isinstance(loaded, dict) and loaded.get("format") == 1 and isinstance(loaded.get("layouts"), dict):
-                self.data = loaded["layouts"]
+        self.data = read_json_cache(path, "layouts")
 
     def get(self, layout_key: str) -> tuple[str, float] | None:
         found = self.data.get(layout_key)
@@ -752,8 +744,7 @@ def _estimate(sheet: Sheet, sections: Sequence[PrintedSection], images: Mapping[
     """Index of the first size to try without a cached fit: the largest whose predicted fill is
     below one page. Only a starting point; the search confirms it with real layouts."""
     settings = sheet.sheet.print_settings
-    short, long = PAPER_MM[paper]
-    height_mm = short if settings.orientation == "landscape" else long
+    height_mm = _page_mm(sheet, paper)[1]
     units = _content_units(sheet, sections, images)
 
     def fill(size: float) -> float:
