@@ -241,6 +241,7 @@ def stage_site(config_file: Path, site_dir: Path, *, strict: bool = True,
     config_file = config_file.resolve()
     target = site_dir.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(target)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     started = time.perf_counter()
     with _mkdocs_logging(verbose) as log:
@@ -257,6 +258,17 @@ def stage_site(config_file: Path, site_dir: Path, *, strict: bool = True,
             raise
     plugin = config.plugins.get("sheetgen")
     return staging, SiteBuild(time.perf_counter() - started, getattr(plugin, "generated", None), config)
+
+
+STAGING_ABANDONED_AFTER = 3600.0
+"""Seconds after which a staging folder is taken as left by a killed build (not one still running)."""
+
+
+def _remove_abandoned_staging(target: Path) -> None:
+    """A build killed mid-way leaves `.site.XXXX` next to the site; the next build removes it."""
+    for folder in target.parent.glob(f".{target.name}.*"):
+        if folder.is_dir() and time.time() - folder.stat().st_mtime > STAGING_ABANDONED_AFTER:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def swap_into_place(staging: Path, target: Path) -> None:

@@ -194,3 +194,16 @@ def test_build_pdf_cache_skips_rendering(built: Workspace, monkeypatch: pytest.M
                                     cache_dir=built.build / ".cache")
     assert result.cached
     assert result.pdf == (built.build / "cheatsheet.pdf").read_bytes()
+
+
+def test_staging_folder_of_a_killed_build_is_removed_later(built: Workspace) -> None:
+    abandoned = built.root / ".site.killed1"
+    (abandoned / "assets").mkdir(parents=True)
+    recent = built.root / ".site.running"  # maybe a build still running: left alone
+    recent.mkdir()
+    hours_ago = time.time() - 2 * 3600
+    os.utime(abandoned, (hours_ago, hours_ago))
+    assert main(built.args()) == 0
+    assert not abandoned.exists()
+    assert recent.exists()
+    recent.rmdir()
