@@ -15,11 +15,7 @@ import ast
 import json
 import math
 import statistics
-import zlib
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -30,6 +26,16 @@ from scipy.spatial import distance
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
+from tests.reference_helpers import (
+    close,
+    reference,
+    registered_reference_ids,
+    rng_for,
+    t64,
+    to_np,
+    torch_test,
+)
+
 try:
     import torch
     import torch.nn.functional as F
@@ -37,39 +43,16 @@ except ImportError:  # the torch-free and recorded tests still run
     torch = None  # type: ignore[assignment]
     F = None  # type: ignore[assignment]
 
-Test = TypeVar("Test", bound=Callable[..., Any])
-
 RECORDED = Path(__file__).resolve().parent / "reference" / "recorded.json"
-close = partial(assert_allclose, rtol=1e-9, atol=1e-12)
-
-# --- registry -----------------------------------------------------------------------------------------
-
-REFERENCE_TESTS: dict[str, list[str]] = {}
-
-
-def reference(*formula_ids: str) -> Callable[[Test], Test]:
-    """Register a test as a reference test of the given formula ids (= generated function names)."""
-
-    def register(test: Test) -> Test:
-        for formula_id in formula_ids:
-            REFERENCE_TESTS.setdefault(formula_id, []).append(test.__name__)
-        return test
-
-    return register
-
-
-def torch_test(test: Test) -> Test:
-    """Mark a test as a live PyTorch comparison; skipped cleanly where torch is not installed."""
-    test = pytest.mark.skipif(torch is None, reason="torch is not installed")(test)
-    return pytest.mark.torch(test)  # type: ignore[no-any-return]
 
 
 def test_every_formula_has_a_reference_test(sheet):
+    registered = registered_reference_ids()
     formula_ids = {f.id for f in sheet.formulas()}
-    missing = sorted(formula_ids - REFERENCE_TESTS.keys())
-    stale = sorted(REFERENCE_TESTS.keys() - formula_ids)
+    missing = sorted(formula_ids - registered.keys())
+    stale = sorted(registered.keys() - formula_ids)
     assert not missing and not stale, (
-        f"formulas without a reference test in {Path(__file__).name}: {missing}; "
+        f"formulas without a reference test in tests/test_reference*.py: {missing}; "
         f"registered ids that are not formulas of the sheet (stale): {stale}"
     )
 
@@ -85,22 +68,6 @@ def test_recorded_references_come_from_torch_not_from_sheetgen():
             imported.add((node.module or "").split(".")[0])
     assert "torch" in imported
     assert not imported & {"sheetgen", "formulas", "build"}, imported
-
-
-# --- helpers ------------------------------------------------------------------------------------------
-
-
-def t64(a: Any) -> Any:
-    return torch.tensor(np.asarray(a, dtype=float), dtype=torch.float64)
-
-
-def to_np(x: Any) -> np.ndarray:
-    return x.detach().numpy()
-
-
-def rng_for(*key: object) -> np.random.Generator:
-    """A fixed seed per parametrised case, derived from its key (crc32 is stable across runs)."""
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
 # ======================================================================================================
