@@ -51,6 +51,7 @@ _TEX_REFUSED = re.compile(r"\\(?P<command>href|url|includegraphics|html(?:Class|
 _TEX_LINKS = {"href": "makes a link", "url": "makes a link", "includegraphics": "loads an image"}
 # Fields holding code, where a backslash is Python's, not TeX's.
 _CODE_FIELDS = {"implementation", "examples"}
+_URL_FIELDS = {"url", "repo_url"}  # sheet: block only (entries forbid unknown keys); the model allows http(s) only
 # Fields that are prose: shown as text on the site and the sheet, so no markup in them.
 _PROSE_FIELDS = {"title", "subtitle", "author", "name", "meaning", "source", "conventions", "text",
                  "question", "answer", "points"}
@@ -186,7 +187,7 @@ class _Builder:
                 self.fail(node, f"defines a macro with \\{command}; macros are not supported",
                           "write the math out in full (\\operatorname{name} names an operator)", field)
             return
-        link = _LINK.search(text)
+        link = _LINK.search(text) if field not in _URL_FIELDS else None
         if link:
             fix = ("cite the source as text (authors, title, year, section)" if field == "source"
                    else "remove it; name sources as text in `source:` (authors, title, year, section)")
@@ -554,6 +555,8 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
         elif kind in ("model_type", "dict_type", "model_attributes_type"):
             problem = f"expected a mapping of keys, got {_describe(value)}"
             fix = "write `key: value` lines indented under it"
+        elif kind == "string_pattern_mismatch" and field in _URL_FIELDS:
+            problem, fix = f"{value!r} is not a web address", "write the full address, e.g. https://example.org/sheet/"
         elif kind == "string_pattern_mismatch":
             problem, fix = _bad_id(value, field, data, builder)
         elif kind == "string_too_long":

@@ -75,6 +75,14 @@ class SheetInfo(Strict):
     title: ShortText = Field(description="Title printed on the sheet and the site.")
     subtitle: str = Field("", max_length=200, description="One line under the title.")
     author: str = Field("", max_length=120, description="PDF author metadata.")
+    url: str = Field(
+        "", max_length=200, pattern=r"^(https?://\S+)?$",
+        description="Where the site is hosted: printed in the PDF's footer with a QR code; the site's `site_url`.",
+    )
+    repo_url: str = Field(
+        "", max_length=200, pattern=r"^(https?://\S+)?$",
+        description="The source repository (for the site's repository and 'edit this entry' links).",
+    )
     print_settings: PrintSettings = Field(
         default_factory=PrintSettings, alias="print", description="PDF layout settings."
     )
