@@ -1,5 +1,8 @@
 # sheetgen: `make` sets up and builds everything; `make test` sets up and runs every test.
-# Prerequisites: Python >= 3.11 and Node >= 18. Everything else is installed here, into .venv and node_modules.
+# Prerequisites: Python >= 3.11, Node >= 18 and Pango (WeasyPrint's text layout) on Debian/Ubuntu.
+# Python and npm packages go into .venv and node_modules; the few system packages the PDF and the
+# tests need (HarfBuzz subsetting, DejaVu fonts, poppler, Chromium) are installed by
+# scripts/system-packages.sh with apt-get when run as root, or it prints the one command to run.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -14,12 +17,18 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Reproducible outputs: dates come from the last commit, not the clock.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-.PHONY: all setup build module schema pdf site serve notebooks check test lint fuzz bench golden clean
+.PHONY: all setup system system-test build module schema pdf site serve notebooks check test test-fast lint fuzz bench golden preview clean
 
 all: build
 
 # --- setup --------------------------------------------------------------------------------------
-setup: $(VENV)/.installed node_modules/.installed
+setup: system $(VENV)/.installed node_modules/.installed
+
+system:
+	@scripts/system-packages.sh build
+
+system-test:
+	@scripts/system-packages.sh test
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "sheetgen needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -40,7 +49,7 @@ $(VENV)/.torch: $(VENV)/.installed
 # --- build --------------------------------------------------------------------------------------
 # Everything is built and checked first, then moved into place: a failure leaves the old outputs.
 build: setup schema
-	$(SHEETGEN) build -f $(YAML) --preview docs/assets/sheet-preview.png
+	$(SHEETGEN) build -f $(YAML)
 
 module: setup
 	$(SHEETGEN) code -f $(YAML) -o build/formulas.py
@@ -49,6 +58,10 @@ schema: setup
 	$(SHEETGEN) schema -o docs/formulas.schema.json
 
 pdf: setup
+	$(SHEETGEN) pdf -f $(YAML) -o build/cheatsheet.pdf
+
+# The README's picture of the sheet: refreshed only on request, so content edits don't carry a binary diff.
+preview: setup
 	$(SHEETGEN) pdf -f $(YAML) -o build/cheatsheet.pdf --preview docs/assets/sheet-preview.png
 
 notebooks: setup
@@ -57,17 +70,23 @@ notebooks: setup
 site: setup
 	$(SHEETGEN) site -f $(YAML)
 
+# PORT=8001 make serve to use another port.
+PORT ?= 8000
 serve: setup
-	$(SHEETGEN) serve -f $(YAML)
+	$(SHEETGEN) serve -f $(YAML) --dev-addr 127.0.0.1:$(PORT)
 
 check: setup
 	$(SHEETGEN) check -f $(YAML)
 
 # --- quality ------------------------------------------------------------------------------------
-test: setup $(VENV)/.torch
+test: setup system-test $(VENV)/.torch
 	$(PY) -m ruff check sheetgen tests scripts
 	$(PY) -m mypy sheetgen
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
+
+# The inner loop: no browser, no slow builds, no lint.
+test-fast: setup
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not browser" -q
 
 lint: setup
 	$(PY) -m ruff check sheetgen tests scripts

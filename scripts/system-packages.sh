@@ -1,0 +1,38 @@
+#!/bin/sh
+# Make sure the system packages sheetgen needs are present; install the missing ones with apt-get
+# when running as root, otherwise print the one command to run and stop.
+#
+#   scripts/system-packages.sh build   what `make` needs: HarfBuzz subsetting (WeasyPrint embeds font
+#                                      subsets), DejaVu fonts (the PDF's text), poppler (the preview image)
+#   scripts/system-packages.sh test    the above + Chromium (the browser tests)
+#
+# Each need is checked by what the program actually uses, not by a package database, so a machine
+# that has them some other way passes too.
+set -eu
+
+missing=""
+need() {  # need PACKAGE CHECK-COMMAND...
+  package=$1; shift
+  if ! "$@" >/dev/null 2>&1; then missing="$missing $package"; fi
+}
+has_library() { ldconfig -p | grep -q "$1"; }
+has_font() { fc-list : family | grep -q "$1"; }
+
+need libharfbuzz-subset0 has_library libharfbuzz-subset.so.0
+need fonts-dejavu-core has_font "DejaVu Sans"
+need poppler-utils command -v pdftoppm
+if [ "${1:-build}" = test ]; then
+  need chromium command -v chromium
+fi
+
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing system packages:$missing (apt-get)"
+  apt-get update -qq
+  # shellcheck disable=SC2086  # one word per package
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  exit 0
+fi
+echo "sheetgen needs these system packages:$missing" >&2
+echo "install them, then run make again:  sudo apt-get install -y$missing" >&2
+exit 1
