@@ -63,7 +63,7 @@ __all__ = [
 
 
 def dot_product(a, b):
-    r"""Dot product: Sum of elementwise products; large when the vectors point the same way.
+    """Dot product: Sum of elementwise products; large when the vectors point the same way.
 
     Formula: a·b = Σ aᵢbᵢ = ‖a‖‖b‖ cos θ
     Source: Strang, Introduction to Linear Algebra (5th ed., 2016), §1.2
@@ -77,7 +77,7 @@ def dot_product(a, b):
 
 
 def cosine_similarity(a, b):
-    r"""Cosine similarity: Angle between vectors, ignoring length; 1 same direction, 0 orthogonal.
+    """Cosine similarity: Angle between vectors, ignoring length; 1 same direction, 0 orthogonal.
 
     Formula: cos θ = (a·b) / (‖a‖‖b‖)
     Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §6.3.1
@@ -102,7 +102,7 @@ def cosine_similarity(a, b):
 
 
 def l2_norm(x, axis=None):
-    r"""L2 norm: Euclidean length of a vector.
+    """L2 norm: Euclidean length of a vector.
 
     Formula: ‖x‖₂ = √(Σ xᵢ²)
     Source: Strang, Introduction to Linear Algebra (5th ed., 2016), §1.2
@@ -120,7 +120,7 @@ def l2_norm(x, axis=None):
 
 
 def bayes_posterior(p_b_given_a, p_a, p_b):
-    r"""Bayes' rule: Update a prior $P(A)$ to a posterior after observing $B$.
+    """Bayes' rule: Update a prior P(A) to a posterior after observing B.
 
     Formula: P(A|B) = P(B|A)·P(A) / P(B)
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §1.2, eq. 1.12
@@ -136,7 +136,7 @@ def bayes_posterior(p_b_given_a, p_a, p_b):
 
 
 def variance(x):
-    r"""Variance: Mean squared distance from the mean (population form, divides by $n$).
+    """Variance: Mean squared distance from the mean (population form, divides by n).
 
     Formula: Var(X) = E[X²] − (E[X])²
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §1.2.2, eq. 1.39
@@ -156,7 +156,7 @@ def variance(x):
 
 
 def chain_rule(f_prime, g, g_prime, x):
-    r"""Chain rule: Derivative of a composition; backpropagation applies it layer by layer.
+    """Chain rule: Derivative of a composition; backpropagation applies it layer by layer.
 
     Formula: d/dx f(g(x)) = f'(g(x))·g'(x)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.2
@@ -173,7 +173,7 @@ def chain_rule(f_prime, g, g_prime, x):
 
 
 def linear_regression(X, w, b):
-    r"""Linear regression: A weighted sum of the features plus a bias, one prediction per row.
+    """Linear regression: A weighted sum of the features plus a bias, one prediction per row.
 
     Formula: ŷ = Xw + b
     Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.2
@@ -189,7 +189,7 @@ def linear_regression(X, w, b):
 
 
 def mse(y, y_hat):
-    r"""Mean squared error: The squared-error loss of linear regression, averaged over samples.
+    """Mean squared error: The squared-error loss of linear regression, averaged over samples.
 
     Formula: L = (1/n) Σᵢ (yᵢ − ŷᵢ)²
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §5.1.4
@@ -205,12 +205,12 @@ def mse(y, y_hat):
 
 
 def sigmoid(z):
-    r"""Sigmoid: Squashes any real number into (0, 1); $\sigma(-z) = 1 - \sigma(z)$.
+    """Sigmoid: Squashes any real number into (0, 1); σ(−z) = 1 − σ(z).
 
     Formula: σ(z) = 1 / (1 + e⁻ᶻ)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §3.10
     Conventions:
-      - Stable form: $e^{-|z|}$ in both branches, as scipy.special.expit and torch.sigmoid
+      - Stable form: e^(−|z|) in both branches, as scipy.special.expit and torch.sigmoid
 
     >>> float(sigmoid(0))
     0.5
@@ -225,7 +225,7 @@ def sigmoid(z):
 
 
 def logistic_regression(X, w, b):
-    r"""Logistic regression: A linear score squashed to $P(y = 1 \mid x)$; fit with log loss.
+    """Logistic regression: A linear score squashed to P(y = 1 | x); fit with log loss.
 
     Formula: ŷ = σ(Xw + b) = 1 / (1 + e⁻⁽ˣʷ⁺ᵇ⁾)
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2
@@ -241,7 +241,7 @@ def logistic_regression(X, w, b):
 
 
 def binary_cross_entropy(y, y_hat, eps=1e-12):
-    r"""Binary cross-entropy: Log loss of logistic regression, averaged over the $n$ samples.
+    """Binary cross-entropy: Log loss of logistic regression, averaged over the n samples.
 
     Formula: L = −(1/n) Σᵢ [yᵢ log ŷᵢ + (1 − yᵢ) log(1 − ŷᵢ)]
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2, eq. 4.90
@@ -262,7 +262,7 @@ def binary_cross_entropy(y, y_hat, eps=1e-12):
 
 
 def cross_entropy(y, y_hat, eps=1e-9):
-    r"""Categorical cross-entropy: 2-D: mean over rows; 1-D: the plain sum $-\sum_k y_k \log \hat y_k$.
+    """Categorical cross-entropy: 2-D: mean over rows; 1-D: the plain sum −Σₖ yₖ log ŷₖ.
 
     Formula: L = −(1/N) Σₙ Σₖ yₙₖ log(ŷₙₖ + ε)
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.4, eq. 4.108
@@ -283,7 +283,7 @@ def cross_entropy(y, y_hat, eps=1e-9):
 
 
 def l1_penalty(w, lam):
-    r"""L1 penalty (Lasso): Added to the loss; drives weights to exactly zero (sparse weights).
+    """L1 penalty (Lasso): Added to the loss; drives weights to exactly zero (sparse weights).
 
     Formula: L + λ Σⱼ |wⱼ|
     Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.4.2
@@ -299,7 +299,7 @@ def l1_penalty(w, lam):
 
 
 def l2_penalty(w, lam):
-    r"""L2 penalty (Ridge): Added to the loss; shrinks all weights towards zero (small weights).
+    """L2 penalty (Ridge): Added to the loss; shrinks all weights towards zero (small weights).
 
     Formula: L + λ Σⱼ wⱼ²
     Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.4.1
@@ -316,7 +316,7 @@ def l2_penalty(w, lam):
 
 
 def entropy(p, base=2):
-    r"""Entropy: Average surprise in bits: 1 for a fair coin, 0 for a sure outcome.
+    """Entropy: Average surprise in bits: 1 for a fair coin, 0 for a sure outcome.
 
     Formula: H(p) = −Σᵢ pᵢ log₂ pᵢ  (0·log 0 = 0)
     Source: Cover & Thomas, Elements of Information Theory (2nd ed., 2006), §2.1
@@ -336,7 +336,7 @@ def entropy(p, base=2):
 
 
 def gini(p):
-    r"""Gini impurity: Chance that two random draws from the node disagree; 0 when pure.
+    """Gini impurity: Chance that two random draws from the node disagree; 0 when pure.
 
     Formula: G = 1 − Σᵢ pᵢ²
     Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §9.2.3
@@ -355,7 +355,7 @@ def gini(p):
 
 
 def information_gain(parent, children):
-    r"""Information gain: Entropy drop from a split; each child weighted by its share of $S$.
+    """Information gain: Entropy drop from a split; each child weighted by its share of S.
 
     Formula: IG = H(S) − Σᵥ (|Sᵥ|/|S|) H(Sᵥ)
     Source: Mitchell, Machine Learning (1997), §3.4.1
@@ -379,7 +379,7 @@ def information_gain(parent, children):
 
 
 def precision(tp, fp):
-    r"""Precision: Of the predicted positives, the fraction that are correct.
+    """Precision: Of the predicted positives, the fraction that are correct.
 
     Formula: Precision = TP / (TP + FP)
     Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.3
@@ -395,7 +395,7 @@ def precision(tp, fp):
 
 
 def recall(tp, fn):
-    r"""Recall: Of the actual positives, the fraction found (TPR, sensitivity).
+    """Recall: Of the actual positives, the fraction found (TPR, sensitivity).
 
     Formula: Recall = TP / (TP + FN)
     Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.3
@@ -411,7 +411,7 @@ def recall(tp, fn):
 
 
 def f1_score(precision, recall):
-    r"""F1 score: Harmonic mean of precision and recall; low if either one is low.
+    """F1 score: Harmonic mean of precision and recall; low if either one is low.
 
     Formula: F1 = 2PR / (P + R)
     Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.3
@@ -431,7 +431,7 @@ def f1_score(precision, recall):
 
 
 def roc_auc(y_true, scores):
-    r"""ROC AUC: Area under TPR vs FPR: P(random positive outranks random negative).
+    """ROC AUC: Area under TPR vs FPR: P(random positive outranks random negative).
 
     Formula: AUC = P(s₊ > s₋) = (1/(n₊n₋)) Σᵢ₊ Σⱼ₋ [1(sᵢ > sⱼ) + ½·1(sᵢ = sⱼ)]
     Source: Fawcett, An introduction to ROC analysis, Pattern Recognition Letters (2006), §7
@@ -457,7 +457,7 @@ def roc_auc(y_true, scores):
 
 
 def average_precision(y_true, scores):
-    r"""Average precision (AUC-PR): Area under precision vs recall as a step sum; no interpolation.
+    """Average precision (AUC-PR): Area under precision vs recall as a step sum; no interpolation.
 
     Formula: AP = Σₙ (Rₙ − Rₙ₋₁) Pₙ  (thresholds in descending score order, R₀ = 0)
     Source: scikit-learn User Guide, Model evaluation, Precision, recall and F-measures
@@ -489,7 +489,7 @@ def average_precision(y_true, scores):
 
 
 def dense_forward(x, W, b):
-    r"""Forward pass (dense layer): Affine map then activation; returns $(a, z)$, $z$ reused by backprop.
+    """Forward pass (dense layer): Affine map then activation; returns (a, z), z reused by backprop.
 
     Formula: z = Wx + b, a = σ(z)   (batch: Z = XWᵀ + b)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.4, Alg. 6.3
@@ -507,7 +507,7 @@ def dense_forward(x, W, b):
 
 
 def dense_backward(x, W, b, grad_a):
-    r"""Backprop (dense layer): Chain rule ∂L/∂a · ∂a/∂z · ∂z/∂W, written for a batch of rows.
+    """Backprop (dense layer): Chain rule ∂L/∂a · ∂a/∂z · ∂z/∂W, written for a batch of rows.
 
     Formula: δ = ∂L/∂a ⊙ σ′(z); ∂L/∂W = δᵀX (one sample: δxᵀ); ∂L/∂b = Σₙ δₙ; ∂L/∂x = δW
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.4, Alg. 6.4
@@ -534,7 +534,7 @@ def dense_backward(x, W, b, grad_a):
 
 
 def relu(z):
-    r"""ReLU: Keeps positives, zeroes negatives; cheap, sparse, no saturation if $z>0$.
+    """ReLU: Keeps positives, zeroes negatives; cheap, sparse, no saturation if z>0.
 
     Formula: ReLU(z) = max(0, z)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.3.1
@@ -548,7 +548,7 @@ def relu(z):
 
 
 def relu_grad(z):
-    r"""ReLU derivative: Gradient 1 for active units, 0 otherwise; 0 chosen at the kink $z = 0$.
+    """ReLU derivative: Gradient 1 for active units, 0 otherwise; 0 chosen at the kink z = 0.
 
     Formula: ReLU′(z) = 1 if z > 0 else 0  (0 at z = 0)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.3
@@ -564,7 +564,7 @@ def relu_grad(z):
 
 
 def sigmoid_grad(z):
-    r"""Sigmoid derivative: Peaks at 0.25 at $z = 0$; near 0 for large $|z|$ (vanishing gradients).
+    """Sigmoid derivative: Peaks at 0.25 at z = 0; near 0 for large |z| (vanishing gradients).
 
     Formula: σ′(z) = σ(z)(1 − σ(z))
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2, eq. 4.88
@@ -579,7 +579,7 @@ def sigmoid_grad(z):
 
 
 def softmax(z, axis=-1):
-    r"""Softmax: Turns scores into probabilities; subtracting the max avoids overflow.
+    """Softmax: Turns scores into probabilities; subtracting the max avoids overflow.
 
     Formula: softmax(z)ᵢ = exp(zᵢ − max z) / Σₖ exp(zₖ − max z)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.2.2.3; stable form §4.1
@@ -599,7 +599,7 @@ def softmax(z, axis=-1):
 
 
 def xavier_normal(n_in, n_out, rng):
-    r"""Xavier (Glorot) init: Keeps activation and gradient variance steady; for tanh/sigmoid.
+    """Xavier (Glorot) init: Keeps activation and gradient variance steady; for tanh/sigmoid.
 
     Formula: W ~ N(0, 2/(nᵢₙ + nₒᵤₜ))
     Source: Glorot & Bengio (2010), eq. 12 (its uniform form is eq. 16)
@@ -616,7 +616,7 @@ def xavier_normal(n_in, n_out, rng):
 
 
 def he_normal(n_in, n_out, rng):
-    r"""He (Kaiming) init: Doubles the fan-in variance to make up for ReLU zeroing half the units.
+    """He (Kaiming) init: Doubles the fan-in variance to make up for ReLU zeroing half the units.
 
     Formula: W ~ N(0, 2/nᵢₙ)
     Source: He et al. (2015), Delving Deep into Rectifiers, §2.2, eq. 10
@@ -633,7 +633,7 @@ def he_normal(n_in, n_out, rng):
 
 
 def batch_norm(x, gamma, beta, eps=1e-5):
-    r"""Batch normalization: Standardise each feature over the batch (axis 0), then scale and shift.
+    """Batch normalization: Standardise each feature over the batch (axis 0), then scale and shift.
 
     Formula: x̂ = (x − μ_B) / √(σ²_B + ε),  y = γx̂ + β  (training mode, per feature over the batch)
     Source: Ioffe & Szegedy (2015), Batch Normalization, Alg. 1
@@ -653,7 +653,7 @@ def batch_norm(x, gamma, beta, eps=1e-5):
 
 
 def dropout(x, p, rng):
-    r"""Dropout (inverted): Train: zero a fraction $p$, scale the rest by $1/(1-p)$; test: identity.
+    """Dropout (inverted): Train: zero a fraction p, scale the rest by 1/(1−p); test: identity.
 
     Formula: y = m ⊙ x / (1 − p),  mᵢ ~ Bernoulli(1 − p)  (training only)
     Source: Srivastava et al. (2014), Dropout, JMLR 15, §4 and §10
@@ -684,7 +684,7 @@ def dropout(x, p, rng):
 
 
 def sgd_step(theta, grad, lr):
-    r"""SGD: Step against the gradient, scaled by the learning rate $\eta$.
+    """SGD: Step against the gradient, scaled by the learning rate η.
 
     Formula: θ ← θ − η∇L
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §8.3.1, Algorithm 8.1
@@ -700,7 +700,7 @@ def sgd_step(theta, grad, lr):
 
 
 def momentum_step(theta, v, grad, lr, beta=0.9):
-    r"""Momentum: Velocity accumulates past gradients; damps zig-zags, speeds valleys.
+    """Momentum: Velocity accumulates past gradients; damps zig-zags, speeds valleys.
 
     Formula: v ← βv + ∇L, θ ← θ − ηv
     Source: Polyak (1964); Sutskever et al., On the importance of initialization and momentum (ICML 2013), §2
@@ -721,7 +721,7 @@ def momentum_step(theta, v, grad, lr, beta=0.9):
 
 
 def adam_step(theta, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-    r"""Adam: Per-parameter steps from bias-corrected averages of $g$ and $g^2$.
+    """Adam: Per-parameter steps from bias-corrected averages of g and g².
 
     Formula: m = β₁m + (1−β₁)g; v = β₂v + (1−β₂)g²; m̂ = m/(1−β₁ᵗ); v̂ = v/(1−β₂ᵗ); θ ← θ − η·m̂/(√v̂ + ε)
     Source: Kingma & Ba, Adam (ICLR 2015), Algorithm 1
@@ -754,7 +754,7 @@ def adam_step(theta, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
 
 
 def conv_output_size(w, k, p=0, s=1):
-    r"""Conv output size: Output width for input $W$, kernel $K$, padding $P$, stride $S$.
+    """Conv output size: Output width for input W, kernel K, padding P, stride S.
 
     Formula: O = ⌊(W − K + 2P)/S⌋ + 1
     Source: Dumoulin & Visin, A guide to convolution arithmetic (2016), Relationship 6
@@ -777,7 +777,7 @@ def conv_output_size(w, k, p=0, s=1):
 
 
 def conv_params(k, c_in, c_out):
-    r"""Conv parameters: A $K{\times}K{\times}C_\text{in}$ filter and a bias per output channel.
+    """Conv parameters: A K×K×Cᵢₙ filter and a bias per output channel.
 
     Formula: params = K²·C_in·C_out + C_out
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), ch. 9
@@ -794,12 +794,12 @@ def conv_params(k, c_in, c_out):
 
 
 def residual(x, f):
-    r"""ResNet skip: The block learns a residual; the identity path is a gradient highway.
+    """ResNet skip: The block learns a residual; the identity path is a gradient highway.
 
     Formula: y = F(x) + x
     Source: He et al., Deep Residual Learning (2016), §3.2
     Conventions:
-      - When shapes differ the shortcut is a projection $W_s x$ (a 1×1 conv), He et al. eq. 2.
+      - When shapes differ the shortcut is a projection Wₛ x (a 1×1 conv), He et al. eq. 2.
 
     >>> residual([1.0, -2.0], lambda z: 2 * z).tolist()
     [3.0, -6.0]
@@ -811,7 +811,7 @@ def residual(x, f):
 
 
 def conv1x1(x, W):
-    r"""1×1 conv: Per-pixel linear map over channels: mixes channels, reduces $C$.
+    """1×1 conv: Per-pixel linear map over channels: mixes channels, reduces C.
 
     Formula: y[o, h, w] = Σ_c W[o, c]·x[c, h, w]
     Source: Lin et al., Network In Network (2014); Szegedy et al., Going Deeper with Convolutions (2015), §4
@@ -833,7 +833,7 @@ def conv1x1(x, W):
 
 
 def rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh):
-    r"""Vanilla RNN: The new state mixes the input and the previous state.
+    """Vanilla RNN: The new state mixes the input and the previous state.
 
     Formula: hₜ = tanh(W_ih xₜ + b_ih + W_hh hₜ₋₁ + b_hh)
     Source: Elman, Finding Structure in Time (1990); as in PyTorch nn.RNNCell
@@ -855,7 +855,7 @@ def rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh):
 
 
 def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
-    r"""LSTM: Gates pick what the cell forgets, writes and outputs; $C_t$ is memory.
+    """LSTM: Gates pick what the cell forgets, writes and outputs; Cₜ is memory.
 
     Formula: fₜ = σ(W_f[hₜ₋₁, xₜ] + b_f); iₜ = σ(W_i[hₜ₋₁, xₜ] + b_i); oₜ = σ(W_o[hₜ₋₁, xₜ] + b_o); C̃ₜ = tanh(W_c[hₜ₋₁, xₜ] + b_c); Cₜ = fₜ⊙Cₜ₋₁ + iₜ⊙C̃ₜ; hₜ = oₜ⊙tanh(Cₜ)
     Source: Hochreiter & Schmidhuber (1997); gate form of Gers et al. (2000) as in PyTorch LSTMCell
@@ -890,7 +890,7 @@ def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
 
 
 def attention(Q, K, V, mask=None):
-    r"""Scaled dot-product attention: Each query takes a softmax-weighted (over keys) average of the values.
+    """Scaled dot-product attention: Each query takes a softmax-weighted (over keys) average of the values.
 
     Formula: Attention(Q, K, V) = softmax(QKᵀ/√d_k) V, softmax over keys (last axis)
     Source: Vaswani et al., Attention Is All You Need (2017), §3.2.1
@@ -922,7 +922,7 @@ def attention(Q, K, V, mask=None):
 
 
 def multi_head_attention(q, k, v, W_q, W_k, W_v, W_o, n_heads):
-    r"""Multi-head attention: $h$ attention heads on $E/h$-dim projections, concatenated, projected.
+    """Multi-head attention: h attention heads on E/h-dim projections, concatenated, projected.
 
     Formula: MultiHead(Q, K, V) = Concat(head₁ … headₕ) Wᴼ, headᵢ = Attention(QWᵢQ, KWᵢK, VWᵢV)
     Source: Vaswani et al., Attention Is All You Need (2017), §3.2.2
@@ -958,7 +958,7 @@ def multi_head_attention(q, k, v, W_q, W_k, W_v, W_o, n_heads):
 
 
 def positional_encoding(n_positions, d_model):
-    r"""Sinusoidal positional encoding: Fixed sinusoids of geometric wavelengths, added to token embeddings.
+    """Sinusoidal positional encoding: Fixed sinusoids of geometric wavelengths, added to token embeddings.
 
     Formula: PE(pos, 2i) = sin(pos/10000^(2i/d)), PE(pos, 2i+1) = cos(pos/10000^(2i/d))
     Source: Vaswani et al., Attention Is All You Need (2017), §3.5
@@ -988,7 +988,7 @@ def positional_encoding(n_positions, d_model):
 
 
 def perplexity(log_probs):
-    r"""Perplexity: Exp of the mean negative log-likelihood per token; lower is better.
+    """Perplexity: Exp of the mean negative log-likelihood per token; lower is better.
 
     Formula: PPL = exp(−(1/N) Σ log P(wᵢ | w₁ … wᵢ₋₁))
     Source: Jurafsky & Martin, Speech and Language Processing (3rd ed. draft), §3.3
@@ -1010,7 +1010,7 @@ def perplexity(log_probs):
 
 
 def mf_predict(P, Q):
-    r"""Matrix factorization: Users and items share a $k$-dim latent space; rating ≈ dot product.
+    """Matrix factorization: Users and items share a k-dim latent space; rating ≈ dot product.
 
     Formula: R ≈ PQᵀ (users × items), r̂ᵤᵢ = pᵤ·qᵢ
     Source: Koren, Bell & Volinsky, Matrix Factorization Techniques for Recommender Systems (2009)
@@ -1026,7 +1026,7 @@ def mf_predict(P, Q):
 
 
 def two_tower_scores(U, I):
-    r"""Two-tower model: Towers embed user and item (e.g. 128-d); score = their dot product.
+    """Two-tower model: Towers embed user and item (e.g. 128-d); score = their dot product.
 
     Formula: score = dot(user_emb, item_emb); user_emb = UserTower(user features), item_emb = ItemTower(item features), e.g. 128-d; S = U Iᵀ
     Source: Covington et al. (RecSys 2016); Yi et al., Sampling-Bias-Corrected Neural Modeling (RecSys 2019)
