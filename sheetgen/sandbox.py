@@ -1,0 +1,266 @@
+"""Run code from formulas.yaml in a child process with limits, and get plain data back.
+
+`implementation` and `examples` are code, and building a sheet runs them. This does not make
+untrusted YAML safe (the child runs as the same user and can read what the user can read), but it
+bounds what a mistake or a hostile example can do to the build:
+
+- CPU time (RLIMIT_CPU), address space (RLIMIT_AS: what the child inherited plus a budget), file
+  size (RLIMIT_FSIZE), no core dumps, and a cap on new processes (RLIMIT_NPROC, where counted);
+- a wall-clock limit per step (e.g. per formula) and for the whole run; the child's whole process
+  group is killed at the end, whatever it started;
+- a fresh temporary working directory (HOME and TMPDIR point there), removed afterwards;
+- a scrubbed environment (PATH, LANG and the temporary HOME only), stdin from /dev/null, its own
+  session (no terminal signals), stdout/stderr to a file whose tail is kept for the report.
+
+The child is forked by default: it inherits the imported NumPy, so starting it costs milliseconds.
+The target runs in the child and returns picklable plain data; `Outcome` says what happened.
+Generic on purpose: doctests use it now, and figure rendering can reuse it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["Child", "Limits", "Outcome", "clip", "run"]
+
+_PREFIX = "sheetgen-sandbox-"
+
+
+@dataclass(frozen=True)
+class Limits:
+    step_seconds: float = 10.0
+    """Wall clock for one step (the target calls `child.step()` at the start of each)."""
+    total_seconds: float = 120.0
+    """Wall clock for the whole run."""
+    cpu_seconds: int = 120
+    """CPU time of the child (RLIMIT_CPU); past it the kernel stops it with SIGXCPU."""
+    memory_bytes: int = 1 << 30
+    """Address space the child may add to what it inherited (RLIMIT_AS)."""
+    file_bytes: int = 64 << 20
+    """Largest file the child may write (RLIMIT_FSIZE)."""
+    processes: int = 16
+    """New processes the child may start (RLIMIT_NPROC, counted over the user's processes)."""
+
+
+class Child:
+    """The target's handle on its parent: where it is, so a death or a timeout can be located."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def step(self, label: object) -> None:
+        """A new step begins: the per-step clock restarts."""
+        self._conn.send(("step", label))
+
+    def note(self, label: object) -> None:
+        """Where inside the step the child is now (e.g. which example)."""
+        self._conn.send(("note", label))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    value: Any = None
+    """What the target returned (when `failure` is None)."""
+    failure: Literal["timeout", "died", "raised"] | None = None
+    message: str = ""
+    """For a failure: what happened, in words ("ran longer than 10 s", "ended with exit code 0 …")."""
+    step: object = None
+    """The last step the child announced, and the last note within it."""
+    note: object = None
+    seconds: float = 0.0
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """`text` cut to about `limit` characters, saying how long it was: messages stay one short line."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} chars)"
+
+
+def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
+        context: Literal["fork", "spawn", "forkserver"] | None = None) -> Outcome:
+    """Call `target(child, *args)` in a limited child process and return what happened.
+
+    With the (default) fork context nothing is pickled on the way in; with spawn, `target` must be
+    importable and `args` picklable. The return value always travels back pickled.
+    """
+    _remove_stale_folders()
+    method = context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    ctx: Any = multiprocessing.get_context(method)
+    receive, send = ctx.Pipe(duplex=False)
+    workdir = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+    started = time.monotonic()
+    step: object = None
+    note: object = None
+    try:
+        process = ctx.Process(target=_child_main, args=(send, target, args, limits, workdir), daemon=True)
+        process.start()
+        send.close()
+        try:
+            step_started = started
+            while True:
+                deadline = min(step_started + limits.step_seconds, started + limits.total_seconds)
+                if not receive.poll(max(0.0, deadline - time.monotonic())):
+                    whole = time.monotonic() - started >= limits.total_seconds
+                    limit = limits.total_seconds if whole else limits.step_seconds
+                    return Outcome(failure="timeout", message=f"ran longer than {limit:g} s", step=step,
+                                   note=note, seconds=time.monotonic() - started)
+                try:
+                    kind, value = receive.recv()
+                except (EOFError, OSError):
+                    break  # the child is gone without a result
+                if kind == "step":
+                    step, note, step_started = value, None, time.monotonic()
+                elif kind == "note":
+                    note = value
+                elif kind == "done":
+                    return Outcome(value=value, step=step, note=note, seconds=time.monotonic() - started)
+                else:
+                    return Outcome(failure="raised", message=str(value), step=step, note=note,
+                                   seconds=time.monotonic() - started)
+            process.join(5)
+            return Outcome(failure="died", message=_death(process.exitcode, workdir), step=step, note=note,
+                           seconds=time.monotonic() - started)
+        finally:
+            _kill_group(process)
+            receive.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _death(exitcode: int | None, workdir: str) -> str:
+    if exitcode is None:
+        how = "stopped answering"
+    elif exitcode < 0:
+        number = -exitcode
+        name = signal.Signals(number).name if number in signal.valid_signals() else str(number)
+        how = {"SIGXCPU": "used up its CPU time", "SIGKILL": "was killed (SIGKILL; out of memory?)",
+               "SIGXFSZ": "wrote a file over the size limit"}.get(name, f"was killed by {name}")
+    else:
+        how = f"ended with exit code {exitcode}"
+    tail = ""
+    with contextlib.suppress(OSError):
+        lines = Path(workdir, ".output").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        tail = f"; its last output: {clip(lines[-1], 120)}" if lines else ""
+    return f"the process {how} before it reported back{tail}"
+
+
+def _kill_group(process: Any) -> None:
+    """Kill the child and everything it started (it leads its own process group)."""
+    if process.pid is not None:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            process.kill()
+    process.join(5)
+    with contextlib.suppress(ValueError):
+        process.close()
+
+
+def _remove_stale_folders() -> None:
+    """Working folders of runs whose parent process was killed: nobody else will remove them."""
+    root = Path(tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for folder in root.glob(f"{_PREFIX}*-*"):
+            pid = folder.name[len(_PREFIX):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _user_processes() -> int:
+    uid = os.getuid()
+    count = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    count += entry.stat().st_uid == uid
+    return count
+
+
+def _address_space() -> int:
+    """Bytes of address space this process has mapped now (Linux; 0 where unknown)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _limit(which: int, value: int) -> None:
+    _, hard = resource.getrlimit(which)
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(which, (value, hard if which == resource.RLIMIT_CPU and hard != resource.RLIM_INFINITY
+                                   else value))
+
+
+def _confine(limits: Limits, workdir: str) -> None:
+    """Everything the child does before it runs YAML code."""
+    os.setsid()  # own session and process group: no terminal Ctrl-C, and the parent can kill the group
+    os.chdir(workdir)
+    for name in ("HOME", "TMPDIR"):
+        os.environ[name] = workdir
+    keep = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+    os.environ.clear()
+    os.environ.update(keep)
+    tempfile.tempdir = workdir
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    output = os.open(os.path.join(workdir, ".output"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the child
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises OSError instead of killing
+    _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_FSIZE, limits.file_bytes)
+    _limit(resource.RLIMIT_CPU, limits.cpu_seconds)
+    if os.getuid() != 0:  # root ignores RLIMIT_NPROC; counting costs a /proc scan
+        _limit(resource.RLIMIT_NPROC, _user_processes() + limits.processes)
+    _limit(resource.RLIMIT_AS, _address_space() + limits.memory_bytes)
+
+
+def _child_main(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...], limits: Limits,
+                workdir: str) -> None:
+    try:
+        _confine(limits, workdir)
+        value = target(Child(conn), *args)
+        try:
+            conn.send(("done", value))
+        except Exception as err:  # e.g. the value does not pickle: report, don't die
+            conn.send(("raised", f"its result could not be sent back ({type(err).__name__}: {clip(str(err))})"))
+    except BaseException as err:  # anything the target let through, KeyboardInterrupt included
+        with contextlib.suppress(BaseException):
+            conn.send(("raised", f"{type(err).__name__}: {clip(str(err))}"))
+    finally:
+        with contextlib.suppress(BaseException):
+            conn.close()
+        os._exit(0)
