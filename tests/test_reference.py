@@ -131,6 +131,29 @@ def test_cosine_similarity_matches_torch(formulas):
     close(formulas.cosine_similarity(a, b), F.cosine_similarity(t64(a), t64(b), dim=0).item())
 
 
+@reference("cosine_similarity")
+def test_cosine_similarity_of_batches_is_row_by_row_like_scipy(formulas):
+    # Last axis, like dot_product: one cosine per row, each against scipy's 1 − cosine distance.
+    a, b = rng_for("cos_batch").normal(size=(2, 6, 5))
+    got = formulas.cosine_similarity(a, b)
+    assert got.shape == (6,)
+    close(got, [1.0 - distance.cosine(a[i], b[i]) for i in range(6)])
+    # A zero row gives 0.0 and leaves the other rows alone.
+    a[2] = 0.0
+    got = formulas.cosine_similarity(a, b)
+    assert got[2] == 0.0
+    close(np.delete(got, 2), [1.0 - distance.cosine(a[i], b[i]) for i in range(6) if i != 2])
+
+
+@reference("cosine_similarity")
+@torch_test
+@pytest.mark.parametrize(("shape_a", "shape_b"), [((8, 5), (8, 5)), ((3, 4, 6), (3, 4, 6)), ((8, 5), (5,))])
+def test_cosine_similarity_batches_match_torch(formulas, shape_a, shape_b):
+    rng = rng_for("cos_torch_batch", shape_a, shape_b)
+    a, b = rng.normal(size=shape_a), rng.normal(size=shape_b)
+    close(formulas.cosine_similarity(a, b), to_np(F.cosine_similarity(t64(a), t64(b), dim=-1)))
+
+
 L2_CASES = [((7,), None), ((7,), 0), ((4, 5), None), ((4, 5), 0), ((4, 5), 1), ((4, 5), -1), ((2, 3, 4), 2)]
 
 
@@ -198,6 +221,21 @@ def test_variance_equals_definition_and_moment_identity(formulas, n):
 @reference("variance")
 def test_variance_of_constant_is_zero(formulas):
     assert float(formulas.variance([0.1] * 10)) == pytest.approx(0.0, abs=1e-15)
+
+
+@reference("variance")
+@pytest.mark.parametrize(("x", "expected"), [
+    # Deviations from the mean 1e9 + 2.5 are ±0.5, ±1.5: (2·0.25 + 2·2.25)/4 = 1.25. In floats the one-pass
+    # E[X²] − E[X]² gives 0.0 here (X² ≈ 1e18, whose spacing is 128).
+    ([1e9 + 1, 1e9 + 2, 1e9 + 3, 1e9 + 4], 1.25),
+    # Two values 0.1 apart: (0.05² + 0.05²)/2 = 0.0025, up to how 1e8 + 0.1 rounds; one-pass gives −2.0.
+    ([1e8 + 0.1, 1e8 + 0.2], 0.0025),
+])
+def test_variance_with_a_large_mean_keeps_its_digits(formulas, x, expected):
+    got = formulas.variance(x)
+    assert got == pytest.approx(statistics.pvariance(x), rel=1e-12)  # exact (fractions) on the stored floats
+    assert got == pytest.approx(np.var(x), rel=1e-12)
+    assert got == pytest.approx(expected, rel=1e-6)
 
 
 @reference("variance")
@@ -369,9 +407,9 @@ def _one_hot(labels, k):
 def test_cross_entropy_rows_average_like_sklearn_log_loss(formulas, n, k):
     rng = rng_for("ce", n, k)
     labels = rng.integers(0, k, size=n)
-    y_hat = rng.dirichlet(np.full(k, 5.0), size=n)  # probabilities ≥ ~1e-3, so ε = 1e-9 is ≤ 1e-6 relative
+    y_hat = rng.dirichlet(np.full(k, 5.0), size=n)  # probabilities ≥ ~1e-3: far above the clip at ε = 1e-12
     expected = skm.log_loss(labels, y_hat, labels=np.arange(k))
-    assert_allclose(formulas.cross_entropy(_one_hot(labels, k), y_hat), expected, rtol=2e-6)
+    close(formulas.cross_entropy(_one_hot(labels, k), y_hat), expected)
 
 
 @reference("cross_entropy")
@@ -388,7 +426,8 @@ def test_cross_entropy_one_dimensional_input_sums_over_classes(formulas):
 def test_cross_entropy_with_zero_probability_is_finite(formulas):
     got = float(formulas.cross_entropy(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.0, 1.0], [0.5, 0.5]])))
     assert math.isfinite(got)
-    assert got == pytest.approx((-math.log(1e-9) - math.log(0.5)) / 2, rel=1e-6)
+    # ŷ = 0 is clipped to ε = 1e-12, as binary_cross_entropy does: −log ε = 27.63 for the first row.
+    assert got == pytest.approx((-math.log(1e-12) - math.log(0.5)) / 2, rel=1e-12)
 
 
 @reference("cross_entropy")
@@ -401,7 +440,7 @@ def test_cross_entropy_matches_torch_soft_targets(formulas, batch, k):
     y = rng.dirichlet(np.ones(k), size=shape[:-1] or None)
     y_hat = rng.dirichlet(np.full(k, 5.0), size=shape[:-1] or None)
     expected = F.cross_entropy(torch.log(t64(y_hat)), t64(y)).item()
-    assert_allclose(formulas.cross_entropy(y, y_hat), expected, rtol=2e-6)
+    close(formulas.cross_entropy(y, y_hat), expected)
 
 
 @reference("l1_penalty")
