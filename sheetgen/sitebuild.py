@@ -1,166 +1,38 @@
-"""Everything the site needs besides MkDocs itself: the generated pages, downloads and assets.
+"""MkDocs at the edges: build the site in-process, with the sheetgen plugin's options set in memory.
 
-`generate` is what the MkDocs plugin calls on every build; it knows nothing of MkDocs. The rest
-are the edges the CLI and the benchmark use: `build_site` (an atomic `mkdocs build`) and
-`bench_site` (plugin build vs a bare build of the same generated Markdown).
+mkdocs.yml is loaded by MkDocs itself (`load_config`), so any valid configuration works (`!ENV`,
+Material's `!!python/name:` emoji settings, `INHERIT`); sheetgen never rewrites it. A different sheet
+or build folder is passed by setting the plugin's options on the loaded config, and `sheetgen build`
+hands the plugin the outputs it already made (`prebuilt`), so nothing is computed twice.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import SheetError
-from .katex import KatexRenderer, katex_dist_dir
-from .model import Sheet
 from .outputs import write_atomic
-from .render import site
-from .render.code import render_module
-from .render.notebooks import dumps, execute_notebooks, notebook_path, render_notebooks
+
+if TYPE_CHECKING:
+    from .pipeline import Generated, Outputs
 
 __all__ = [
-    "Generated",
     "SiteBuild",
     "SiteBuildError",
     "bench_site",
+    "build_into",
     "build_site",
-    "derived_config",
-    "generate",
+    "load_site_config",
 ]
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-PDF_PATH = "downloads/cheatsheet.pdf"
-MODULE_PATH = "downloads/formulas.py"
-NOTEBOOK_ZIP_PATH = "downloads/notebooks.zip"
-PREVIEW_PATH = "assets/sheet-preview.png"
-KATEX_CSS_PATH = "assets/katex/katex.min.css"
-PREVIEW_DPI = 60
-NOTEBOOK_SOURCE_DIR = Path(".cache") / "site"
-"""Where, under the build dir, the site's notebook pages are rendered from."""
-
-
-@dataclass
-class Generated:
-    """One build's worth of generated content, by docs-relative path."""
-
-    pages: dict[str, str] = field(default_factory=dict)
-    """Markdown pages."""
-    files: dict[str, bytes] = field(default_factory=dict)
-    """Static files made in memory (downloads, preview)."""
-    linked: dict[str, Path] = field(default_factory=dict)
-    """Files served as they are on disk: executed notebooks (rendered by mkdocs-jupyter), KaTeX assets."""
-    notebook_pages: dict[str, str] = field(default_factory=dict)
-    """Notebook page path → its raw download path."""
-    math: site.MathHtml = field(default_factory=dict)
-    nav: list[Any] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    notebooks_executed: int = 0
-    """Notebooks run by a kernel in this build (0 when every one came from the cache)."""
-    katex_node_runs: int = 0
-    """KaTeX processes started in this build (0 when every formula came from the cache)."""
-
-
-def generate(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRenderer, pdf: bool = True,
-             notebooks: bool = True, execute: bool = True, timeout: int = 120) -> Generated:
-    """Typeset, execute and render everything; every expensive step is cached under `build_dir`."""
-    out = Generated()
-    clock = _Clock(out.timings)
-
-    with clock("katex"):
-        requests = site.math_requests(sheet)
-        out.math = renderer.render_map(requests)
-        out.katex_node_runs = renderer.stats.node_runs if renderer.stats else 0
-
-    notebook_pages: dict[str, str] = {}  # section id → notebook page
-    if notebooks:
-        with clock("notebooks"):
-            rendered = render_notebooks(sheet)
-            if execute:
-                results = execute_notebooks(rendered, build_dir / ".cache" / "notebooks", sheet=sheet,
-                                            timeout=timeout)
-                out.notebooks_executed = sum(not r.cached for r in results.values())
-                rendered = {path: r.notebook for path, r in results.items()}
-            texts = {path: dumps(nb) for path, nb in rendered.items()}
-            notebook_pages = {s.id: notebook_path(s) for s in sheet.sections if notebook_path(s) in texts}
-            for path, text in texts.items():
-                # Served from the cache folder: build/notebooks holds outputs, which only a
-                # finished `sheetgen build` (or `sheetgen notebooks`) replaces.
-                on_disk = build_dir / NOTEBOOK_SOURCE_DIR / path
-                write_atomic(on_disk, text)  # unchanged notebooks keep their mtime
-                download = "downloads/" + path
-                out.linked[path] = on_disk
-                out.files[download] = text.encode("utf-8")
-                out.notebook_pages[path] = download
-            out.files[NOTEBOOK_ZIP_PATH] = _zip(texts)
-    links = site.Links(pdf=PDF_PATH if pdf else None, module=MODULE_PATH, notebook_pages=notebook_pages,
-                       notebook_files={ident: out.notebook_pages[p] for ident, p in notebook_pages.items()})
-
-    with clock("pages"):
-        out.pages = site.render_pages(sheet, out.math, links)
-        out.files[MODULE_PATH] = render_module(sheet).encode("utf-8")
-        out.nav = site.nav(sheet, links)
-
-    if pdf:
-        with clock("pdf"):
-            pdf_bytes, preview = cached_pdf(sheet, yaml_text, renderer, build_dir / ".cache")
-            out.files[PDF_PATH] = pdf_bytes
-            if preview is not None:
-                out.files[PREVIEW_PATH] = preview
-
-    with clock("assets"):
-        dist = katex_dist_dir()
-        out.linked[KATEX_CSS_PATH] = dist / "katex.min.css"
-        # Browsers that can show this site all read WOFF2, the first format katex.min.css offers.
-        for font in sorted((dist / "fonts").glob("*.woff2")):
-            out.linked[f"assets/katex/fonts/{font.name}"] = font
-    return out
-
-
-class _Clock:
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
-
-
-def _zip(texts: Mapping[str, str]) -> bytes:
-    """All notebooks in one archive, byte-identical for identical notebooks (fixed timestamps)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path, text in sorted(texts.items()):
-            info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, text)
-    return buffer.getvalue()
-
-
-# --- the PDF and its preview ------------------------------------------------------------------
-
-
-def cached_pdf(sheet: Sheet, yaml_text: str, renderer: KatexRenderer, cache_dir: Path) -> tuple[bytes, bytes | None]:
-    """The one-page PDF and its PNG preview, through the PDF cache `sheetgen pdf` and `sheetgen build`
-    share: rendered only when something the bytes depend on changed."""
-    from .build import build_pdf, pdf_preview
-
-    built = build_pdf(yaml_text, sheet.source_path, renderer=renderer, cache_dir=cache_dir, sheet=sheet)
-    return built.pdf, pdf_preview(built, cache_dir, dpi=PREVIEW_DPI)
 
 
 # --- building the site --------------------------------------------------------------------------
@@ -216,108 +88,86 @@ class SiteBuild:
     """The MkDocs config as the build left it (site_name, nav and extra_css set by the plugin)."""
 
 
-def build_site(config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = None, *, strict: bool = True,
-               verbose: bool = False) -> SiteBuild:
-    """`mkdocs build` into a fresh folder, swapped in only on success (strict mode empties the target
-    first, so a failed build would otherwise leave no site at all).
+def build_into(config_file: Path, site_dir: Path, *, prebuilt: Outputs | None = None,
+               yaml_path: Path | None = None, build_dir: Path | None = None, strict: bool = True,
+               verbose: bool = False, plugin_options: Mapping[str, Any] | None = None) -> SiteBuild:
+    """`mkdocs build` of `config_file` into `site_dir` (a fresh staging folder: strict mode empties it
+    first). The sheetgen plugin's `yaml`/`build_dir` options are overridden in memory when given, and
+    with `prebuilt` the plugin uses those outputs instead of making its own.
 
     Raises `SiteBuildError` (a `SheetError`) with MkDocs' or the plugin's message when the build fails.
     """
-    config_file = config_file.resolve()
-    target = (site_dir or config_file.parent / "site").resolve()
-    staging, built = stage_site(config_file, target, strict=strict, verbose=verbose)
-    swap_into_place(staging, target)
-    return built
-
-
-def stage_site(config_file: Path, site_dir: Path, *, strict: bool = True,
-               verbose: bool = False) -> tuple[Path, SiteBuild]:
-    """`mkdocs build` into a new folder next to `site_dir`; the caller swaps it in (or deletes it)."""
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     from mkdocs.commands.build import build
-    from mkdocs.config import load_config
     from mkdocs.exceptions import Abort, ConfigurationError
 
     config_file = config_file.resolve()
-    target = site_dir.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_staging(target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     started = time.perf_counter()
     with _mkdocs_logging(verbose) as log:
         try:
-            config = load_config(config_file=str(config_file), site_dir=str(staging), strict=strict)
+            config = load_site_config(config_file, site_dir, strict=strict, yaml_path=yaml_path,
+                                      build_dir=build_dir, plugin_options=plugin_options)
+            plugin = config.plugins.get("sheetgen")
+            if plugin is not None:
+                plugin.prebuilt = prebuilt
             build(config)
         except (Abort, ConfigurationError) as err:
-            shutil.rmtree(staging, ignore_errors=True)
             errors = "\n".join(m for m in log.messages if m)
-            raise SiteBuildError(errors or f"{config_file.name}: {err} (see the warnings above); "
-                                 f"{target.name}/ was left as it was") from None
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            raise SiteBuildError(errors or f"{config_file.name}: {err} (see the warnings above)") from None
+        except OSError as err:
+            raise SiteBuildError(f"{config_file}: {err}") from None
     plugin = config.plugins.get("sheetgen")
-    return staging, SiteBuild(time.perf_counter() - started, getattr(plugin, "generated", None), config)
+    return SiteBuild(time.perf_counter() - started, getattr(plugin, "generated", None), config)
 
 
-STAGING_ABANDONED_AFTER = 3600.0
-"""Seconds after which a staging folder is taken as left by a killed build (not one still running)."""
+def load_site_config(config_file: Path, site_dir: Path, *, strict: bool = True, yaml_path: Path | None = None,
+                     build_dir: Path | None = None, plugin_options: Mapping[str, Any] | None = None) -> Any:
+    """MkDocs' own loading of `config_file`, then the sheetgen plugin's options set in memory."""
+    from mkdocs.config import load_config
+
+    config = load_config(config_file=str(config_file), site_dir=str(site_dir), strict=strict)
+    plugin = config.plugins.get("sheetgen")
+    if plugin is not None:
+        options = dict(plugin_options or {})
+        if yaml_path is not None:
+            options["yaml"] = str(yaml_path.resolve())
+        if build_dir is not None:
+            options["build_dir"] = str(build_dir.resolve())
+        for key, value in options.items():
+            plugin.config[key] = value
+    return config
 
 
-def _remove_abandoned_staging(target: Path) -> None:
-    """A build killed mid-way leaves `.site.XXXX` next to the site; the next build removes it."""
-    for folder in target.parent.glob(f".{target.name}.*"):
-        if folder.is_dir() and time.time() - folder.stat().st_mtime > STAGING_ABANDONED_AFTER:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def swap_into_place(staging: Path, target: Path) -> None:
-    """Replace `target` by `staging` with two renames (the old site is deleted afterwards)."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    staging.chmod(0o755)  # mkdtemp makes it 0700
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def derived_config(config_file: Path, out: Path, *, sheetgen: Mapping[str, Any] | None = None,
-                   drop_sheetgen: bool = False, **settings: Any) -> Path:
-    """Write a copy of `config_file` to `out` with absolute paths, other `settings`, and the sheetgen
-    plugin's options updated (or the plugin removed): how tests and the benchmark vary a build.
-    (MkDocs' `INHERIT` would replace the whole plugin list, so the file is copied instead.)"""
-    import yaml as pyyaml  # type: ignore[import-untyped]  # MkDocs depends on PyYAML
+def build_site(config_file: Path = Path("mkdocs.yml"), site_dir: Path | None = None, *, strict: bool = True,
+               verbose: bool = False, yaml_path: Path | None = None, build_dir: Path | None = None,
+               wait: bool = False, plugin_options: Mapping[str, Any] | None = None) -> SiteBuild:
+    """`mkdocs build` into a staging folder, published over `site_dir` only on success, under the
+    build lock (see `sheetgen.publish`). The default `build_dir` is the plugin's, next to mkdocs.yml."""
+    from .publish import BuildLock, Publication, owned_temp_dir, recover
 
     config_file = config_file.resolve()
-    raw = pyyaml.safe_load(config_file.read_text(encoding="utf-8"))
-    root = config_file.parent
-    raw["docs_dir"] = str(root / raw.get("docs_dir", "docs"))
-    raw["site_dir"] = str(root / raw.get("site_dir", "site"))
-    plugins: list[Any] = []
-    for plugin in raw.get("plugins", []):
-        name = plugin if isinstance(plugin, str) else next(iter(plugin))
-        if name != "sheetgen":
-            plugins.append(plugin)
-        elif not drop_sheetgen:
-            options = {"yaml": "formulas.yaml", "build_dir": "build"}
-            options.update({} if isinstance(plugin, str) else plugin["sheetgen"] or {})
-            options.update(sheetgen or {})
-            for key in ("yaml", "build_dir"):
-                options[key] = str(root / options[key])
-            plugins.append({"sheetgen": options})
-    raw["plugins"] = plugins
-    raw.update(settings)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(pyyaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return out
+    target = (site_dir or config_file.parent / "site").resolve()
+    lock_dir = (build_dir or config_file.parent / "build").resolve()
+    with BuildLock(lock_dir, wait=wait), owned_temp_dir(lock_dir):
+        recover(lock_dir, (target,))
+        publication = Publication(lock_dir)
+        try:
+            staged = publication.new_tree(target)
+            built = build_into(config_file, staged, yaml_path=yaml_path, build_dir=build_dir, strict=strict,
+                               verbose=verbose, plugin_options=plugin_options)
+            publication.add_tree(target, staged)
+            publication.commit()
+        except BaseException:
+            publication.discard()
+            raise
+    return built
 
 
 # --- benchmark ----------------------------------------------------------------------------------
 
 
 def bench_site(config_file: Path = Path("mkdocs.yml"), *, work_dir: Path | None = None,
-               repeat: int = 3) -> dict[str, Any]:
+               build_dir: Path | None = None, repeat: int = 3) -> dict[str, Any]:
     """Time the site build, for `make bench`. Returns seconds (medians of `repeat` runs), counts, and
     every run's seconds under `plugin_runs` and `bare_runs`:
 
@@ -334,8 +184,8 @@ def bench_site(config_file: Path = Path("mkdocs.yml"), *, work_dir: Path | None 
     with tempfile.TemporaryDirectory(prefix="sheetgen-bench-") as tmp:
         work = work_dir or Path(tmp)
         site_dir = work / "site-plugin"
-        first = build_site(config_file, site_dir).seconds
-        runs = [build_site(config_file, site_dir) for _ in range(repeat)]
+        first = build_site(config_file, site_dir, build_dir=build_dir).seconds
+        runs = [build_site(config_file, site_dir, build_dir=build_dir) for _ in range(repeat)]
         last = runs[-1]
         generated = last.generated
         if generated is None:
@@ -349,13 +199,25 @@ def bench_site(config_file: Path = Path("mkdocs.yml"), *, work_dir: Path | None 
             write_atomic(docs / path, data)
         for path, source in generated.linked.items():
             write_atomic(docs / path, source.read_bytes())
-        bare_config = derived_config(config_file, work / "mkdocs-bare.yml", drop_sheetgen=True,
-                                     docs_dir=str(docs), site_name=last.config.site_name,
-                                     nav=last.config.nav, extra_css=list(last.config.extra_css))
-        build_site(bare_config, work / "site-bare")  # warms mkdocs-jupyter's cache, as for the plugin
-        bare_runs = [build_site(bare_config, work / "site-bare").seconds for _ in range(repeat)]
+        settings = dict(docs_dir=str(docs), site_name=last.config.site_name, nav=last.config.nav,
+                        extra_css=list(last.config.extra_css))
+        _bare_build(config_file, work / "site-bare", **settings)  # warms mkdocs-jupyter's cache, like the plugin's
+        bare_runs = [_bare_build(config_file, work / "site-bare", **settings) for _ in range(repeat)]
     plugin_runs = [run.seconds for run in runs]
     plugin, bare = median(plugin_runs), median(bare_runs)
     return {"first": first, "plugin": plugin, "bare": bare, "ratio": plugin / bare,
             "plugin_runs": plugin_runs, "bare_runs": bare_runs,
             "katex_node_runs": generated.katex_node_runs, "notebooks_executed": generated.notebooks_executed}
+
+
+def _bare_build(config_file: Path, site_dir: Path, **settings: Any) -> float:
+    """A plain `mkdocs build` of `config_file` without the sheetgen plugin, other settings overridden."""
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    started = time.perf_counter()
+    with _mkdocs_logging(False):
+        config = load_config(config_file=str(config_file), site_dir=str(site_dir), **settings)
+        config.plugins.pop("sheetgen", None)
+        build(config)
+    return time.perf_counter() - started

@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
 
-from sheetgen.sitebuild import build_site, derived_config
+from sheetgen.sitebuild import build_site
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,9 +21,7 @@ def built_site(yaml: str) -> Path:
     temporary folder with its own (cold) caches. Returns the site folder."""
     work = Path(tempfile.mkdtemp(prefix="sheetgen-test-site-"))
     atexit.register(shutil.rmtree, work, True)
-    config = derived_config(ROOT / "mkdocs.yml", work / "mkdocs.yml",
-                            sheetgen={"yaml": yaml, "build_dir": str(work / "build")})
-    build_site(config, work / "site", strict=True)
+    build_site(ROOT / "mkdocs.yml", work / "site", strict=True, yaml_path=Path(yaml), build_dir=work / "build")
     return work / "site"
 
 

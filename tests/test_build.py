@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,10 +143,11 @@ def test_failure_in_a_late_stage_leaves_outputs_untouched(stage: str, built: Wor
     if stage == "notebooks":
         monkeypatch.setattr("sheetgen.render.notebooks.execute_notebooks", fail)
     else:
-        monkeypatch.setattr("sheetgen.sitebuild.stage_site", fail)
+        monkeypatch.setattr("sheetgen.sitebuild.build_into", fail)
     assert main(built.args(changed)) == 1
     assert built.outputs() == before
-    assert not list(built.root.glob(".site.*")), "a staging folder was left behind"
+    assert not list(built.root.glob(".site*")), "a staging folder was left behind"
+    assert not (built.build / ".staging").exists() and not list((built.build / ".tmp").iterdir())
 
 
 def test_a_strict_site_failure_leaves_outputs_untouched(built: Workspace, tmp_path: Path,
@@ -196,14 +199,70 @@ def test_build_pdf_cache_skips_rendering(built: Workspace, monkeypatch: pytest.M
     assert result.pdf == (built.build / "cheatsheet.pdf").read_bytes()
 
 
-def test_staging_folder_of_a_killed_build_is_removed_later(built: Workspace) -> None:
-    abandoned = built.root / ".site.killed1"
-    (abandoned / "assets").mkdir(parents=True)
-    recent = built.root / ".site.running"  # maybe a build still running: left alone
-    recent.mkdir()
-    hours_ago = time.time() - 2 * 3600
-    os.utime(abandoned, (hours_ago, hours_ago))
+def test_leftovers_of_a_killed_build_are_removed_by_the_next_one(built: Workspace) -> None:
+    staged_site = built.root / ".site.staging-999999-abc"  # a killed build's site, never published
+    (staged_site / "assets").mkdir(parents=True)
+    staged_files = built.build / ".staging" / "999999-abc"
+    staged_files.mkdir(parents=True)
+    kernel_tmp = built.build / ".tmp" / "999999"  # temp folders of a dead process (pid 999999)
+    kernel_tmp.mkdir(parents=True)
+    before = built.outputs()
     assert main(built.args()) == 0
-    assert not abandoned.exists()
-    assert recent.exists()
-    recent.rmdir()
+    assert built.outputs() == before
+    assert not staged_site.exists() and not staged_files.exists() and not kernel_tmp.exists()
+    assert sorted(p.name for p in built.build.iterdir() if p.name.startswith(".")) == [".cache", ".lock", ".tmp"]
+
+
+# --- every path that publishes checks first (issue 8, hole 2) ---------------------------------------
+
+
+FAILING_DOCTEST = _broken(SHIPPED, "          32.0\n", "          33.0\n")
+
+
+@pytest.mark.parametrize("command", ["code", "pdf", "notebooks", "site"])
+def test_every_publishing_command_refuses_a_failing_doctest(command: str, built: Workspace, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "formulas.yaml"
+    bad.write_text(FAILING_DOCTEST, encoding="utf-8")
+    before = built.outputs()
+    cache = ["--cache-dir", str(built.build / ".cache")]
+    argv = {
+        "code": ["code", "-f", str(bad), "-o", str(built.build / "formulas.py"), *cache],
+        "pdf": ["pdf", "-f", str(bad), "-o", str(built.build / "cheatsheet.pdf"), *cache],
+        "notebooks": ["notebooks", "-f", str(bad), "-o", str(built.build / "notebooks"), *cache],
+        "site": ["site", "-f", str(bad), "-c", str(ROOT / "mkdocs.yml"), "-d", str(built.site)],
+    }[command]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    line = FAILING_DOCTEST.splitlines().index("          33.0") + 1
+    assert f"{bad}:{line} [dot_product] examples:" in err and "33.0" in err and "Traceback" not in err
+    assert built.outputs() == before
+
+
+def test_plain_mkdocs_build_refuses_a_failing_doctest(built: Workspace, tmp_path: Path) -> None:
+    bad = tmp_path / "formulas.yaml"
+    bad.write_text(FAILING_DOCTEST, encoding="utf-8")
+    env = {**os.environ, "SHEETGEN_YAML": str(bad), "SHEETGEN_BUILD_DIR": str(built.build)}
+    before = built.outputs()
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
+                             "-d", str(built.site)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "[dot_product] examples:" in result.stderr
+    assert built.outputs() == before
+
+
+def test_any_valid_mkdocs_yml_works_env_tags_and_python_names(built: Workspace, tmp_path: Path) -> None:
+    """sheetgen never re-parses mkdocs.yml: MkDocs' own tags (`!ENV`, Material's emoji setting) work."""
+    text = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^site_name:.*$", "site_name: !ENV [SHEETGEN_TEST_SITE_NAME, 'sheetgen']", text)
+    text = text.replace("markdown_extensions:\n", textwrap.dedent("""\
+        markdown_extensions:
+          - pymdownx.emoji:
+              emoji_index: !!python/name:material.extensions.emoji.twemoji
+              emoji_generator: !!python/name:material.extensions.emoji.to_svg
+        """), 1)
+    config = tmp_path / "mkdocs.yml"
+    config.write_text(text.replace("docs_dir: docs", f"docs_dir: {ROOT / 'docs'}", 1), encoding="utf-8")
+    args = built.args()
+    args[args.index("-c") + 1] = str(config)
+    assert main(args) == 0

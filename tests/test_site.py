@@ -18,7 +18,7 @@ from sheetgen.errors import SheetError
 from sheetgen.loader import load_sheet_text
 from sheetgen.model import QA, Fact, Formula, Sheet, Snippet, Steps
 from sheetgen.render import site
-from sheetgen.sitebuild import SiteBuildError, build_site, derived_config
+from sheetgen.sitebuild import SiteBuildError, build_site, load_site_config
 from tests.sitehelpers import ROOT, VisibleText, built_site
 
 needs_node = pytest.mark.skipif(shutil.which("node") is None or not (ROOT / "node_modules" / "katex").is_dir(),
@@ -221,14 +221,10 @@ class FakeServer:
 
 @pytest.fixture
 def plugin_config(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
-    from mkdocs.config import load_config
-
     yaml = tmp_path / "sheet.yaml"
     yaml.write_text(TINY, encoding="utf-8")
-    config_file = derived_config(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml",
-                                 sheetgen={"yaml": str(yaml), "build_dir": str(tmp_path / "build"),
-                                           "pdf": False, "notebooks": False})
-    yield load_config(config_file=str(config_file), site_dir=str(tmp_path / "site")), yaml
+    yield load_site_config(ROOT / "mkdocs.yml", tmp_path / "site", yaml_path=yaml, build_dir=tmp_path / "build",
+                           plugin_options={"pdf": False, "notebooks": False}), yaml
 
 
 @needs_node
@@ -272,13 +268,11 @@ def test_disabled_plugin_does_nothing(plugin_config: tuple[Any, Path]) -> None:
 def test_bad_latex_fails_the_build_naming_line_and_id(tmp_path: Path) -> None:
     yaml = tmp_path / "bad.yaml"
     yaml.write_text(TINY.replace("'a^2 + b^2 = c^2'", "'a^2 + \\frac{b^2'"), encoding="utf-8")
-    config_file = derived_config(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml",
-                                 sheetgen={"yaml": str(yaml), "build_dir": str(tmp_path / "build"),
-                                           "pdf": False, "notebooks": False})
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "keep.html").write_text("old site")
     with pytest.raises(SheetError) as raised:
-        build_site(config_file, tmp_path / "site")
+        build_site(ROOT / "mkdocs.yml", tmp_path / "site", yaml_path=yaml, build_dir=tmp_path / "build",
+                   plugin_options={"pdf": False, "notebooks": False})
     assert isinstance(raised.value, SiteBuildError)
     line = next(i for i, text in enumerate(TINY.splitlines(), 1) if "a^2 + b^2" in text)
     assert f"bad.yaml:{line} [a_fact] latex: KaTeX parse error" in str(raised.value)
