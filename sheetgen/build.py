@@ -13,6 +13,7 @@ of everything their bytes depend on, so an unchanged sheet is never rendered twi
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -23,13 +24,13 @@ from pathlib import Path
 from .doctests import import_module, run_doctests
 from .katex import KatexRenderer
 from .loader import load_sheet_text, read_source
-from .model import Sheet
+from .model import Edition, Sheet
 from .outputs import write_atomic
 from .render.code import render_module
 
 __all__ = ["BuildReport", "PdfBuild", "build_all", "build_pdf", "pdf_preview"]
 
-PDF_CACHE_SIZE = 8  # PDFs kept in the cache: a few papers/tag sets, with and without SOURCE_DATE_EPOCH
+PDF_CACHE_SIZE = 12  # PDFs kept: both editions, a few papers/tag sets, with and without SOURCE_DATE_EPOCH
 Say = Callable[[str], None]
 
 
@@ -46,34 +47,43 @@ class PdfBuild:
     font_size_pt: float | None = None
     renders: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    edition: str = "core"
+    pages: int | None = None
+    """Pages of a fresh render (None from the cache)."""
 
 
 def build_pdf(yaml_text: str, source_path: str, *, renderer: KatexRenderer, cache_dir: Path,
               paper: str | None = None, tags: Sequence[str] = (), sheet: Sheet | None = None,
-              say: Say = _quiet) -> PdfBuild:
-    """The one-page PDF of `yaml_text`, from the cache when nothing it depends on changed."""
-    from .render.pdf import build_key, render_pdf
+              edition: Edition = "core", say: Say = _quiet) -> PdfBuild:
+    """The `edition` PDF of `yaml_text` (core: one page; full: at most two), from the cache when
+    nothing it depends on changed."""
+    from .render.pdf import Footer, build_key, render_pdf, sheet_version, source_date
 
-    key = build_key(yaml_text, paper, tags)
+    version = sheet_version(Path(source_path).resolve().parent)
+    key = build_key(yaml_text, paper, tags, edition, version)
     cached = _pdf_cache_file(cache_dir, key)
     if cached.is_file():
-        return PdfBuild(cached.read_bytes(), key, cached=True)
+        os.utime(cached)  # a hit counts as a use: the cache evicts the least recently used
+        return PdfBuild(cached.read_bytes(), key, cached=True, edition=edition)
     sheet = sheet or load_sheet_text(yaml_text, source_path)
-    result = render_pdf(sheet, renderer, paper=paper, tags=tuple(tags),
+    footer = Footer(url=sheet.sheet.url, version=version, date=source_date())
+    result = render_pdf(sheet, renderer, paper=paper, tags=tuple(tags), edition=edition, footer=footer,
                         fit_cache_path=cache_dir / "pdf-fit.json", math_cache_path=cache_dir / "pdf-math.json")
     timings = result.timings
     if renderer.stats:
         say(f"katex: {renderer.stats.unique} formulas ({renderer.stats.cached} cached) {timings['katex']:.2f} s")
     say(f"math: {result.math_images} images ({result.math_new} new) {timings['math']:.2f} s")
-    say(f"fit: {result.font_size_pt:g} pt in {result.renders} render{'s' * (result.renders != 1)} "
+    say(f"fit{'' if edition == 'core' else f' ({edition})'}: {result.font_size_pt:g} pt, {result.columns} columns, "
+        f"{result.pages} page{'s' * (result.pages != 1)} in {result.renders} render{'s' * (result.renders != 1)} "
         f"{timings['fit']:.2f} s")
     write_atomic(cached, result.pdf)
-    # The newest few stay, so the cache cannot grow without bound as the sheet is edited.
+    # The most recently used few stay, so the cache cannot grow without bound as the sheet is edited.
     for old in sorted(cached.parent.glob("*.pdf"), key=lambda f: f.stat().st_mtime, reverse=True)[PDF_CACHE_SIZE:]:
         old.unlink(missing_ok=True)
-        old.with_suffix(".png").unlink(missing_ok=True)
+        for png in old.parent.glob(f"{old.stem}.*.png"):
+            png.unlink(missing_ok=True)
     return PdfBuild(result.pdf, key, cached=False, font_size_pt=result.font_size_pt, renders=result.renders,
-                    timings=dict(timings))
+                    timings=dict(timings), edition=edition, pages=result.pages)
 
 
 def pdf_preview(build: PdfBuild, cache_dir: Path, dpi: int = 60) -> bytes | None:

@@ -138,7 +138,7 @@ def cmd_pdf(args: argparse.Namespace) -> int:
     text = read_source(args.file)
     renderer = KatexRenderer(cache_path=args.cache_dir / "katex.json")
     built = build_pdf(text, str(args.file), renderer=renderer, cache_dir=args.cache_dir, paper=args.paper,
-                      tags=args.tags, say=_say)
+                      tags=args.tags, edition=args.edition, say=_say)
     changed = write_atomic(args.output, built.pdf)
     if args.preview:
         png = pdf_preview(built, args.cache_dir)
@@ -148,7 +148,8 @@ def cmd_pdf(args: argparse.Namespace) -> int:
             _say(f"wrote {args.preview} ({len(png) / 1024:.0f} KB)")
     seconds = time.perf_counter() - started
     if changed:
-        _say(f"wrote {args.output} (1 page, {len(built.pdf) / 1024:.0f} KB, {seconds:.2f} s)")
+        pages = "" if built.pages is None else f"{built.pages} page{'s' * (built.pages != 1)}, "
+        _say(f"wrote {args.output} ({pages}{len(built.pdf) / 1024:.0f} KB, {seconds:.2f} s)")
     else:
         _say(f"{args.output}: up to date ({seconds:.2f} s)")
     return 0
@@ -238,6 +239,9 @@ _register("notebooks", cmd_notebooks, _notebooks_args)
 def _pdf_args(parser: argparse.ArgumentParser) -> None:
     _output_arg("build/cheatsheet.pdf")(parser)
     parser.add_argument("--paper", choices=("a4", "letter"), help="override the paper set in the YAML")
+    parser.add_argument("--edition", choices=("core", "full"), default="core",
+                        help="core: the one-page sheet (entries with `print: core`, the default); full: every "
+                             "printed entry on at most two pages (default: core)")
     parser.add_argument("--tags", nargs="+", default=[], metavar="TAG",
                         help="print only entries having any of these tags")
     parser.add_argument("--preview", type=Path, metavar="PNG", help="also write a small PNG of the page")

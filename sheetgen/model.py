@@ -39,6 +39,9 @@ Latex = Annotated[
     ),
 ]
 Code = Annotated[str, Field(min_length=1, max_length=6000)]
+Edition = Literal["core", "full"]
+"""The PDFs: `core` is the one-page sheet, `full` every printed entry on at most two pages."""
+EDITIONS: tuple[Edition, ...] = ("core", "full")
 Tags = Annotated[
     tuple[Annotated[str, Field(pattern=ID_PATTERN, max_length=40)], ...],
     Field(description="Free-form labels; `sheetgen pdf --tags` keeps entries with any of them."),
@@ -63,6 +66,10 @@ class PrintSettings(Strict):
     )
     font_max_pt: float = Field(
         9.0, ge=5, le=24, description="Largest body font size the fitter may use, in points."
+    )
+    subset_font_max_pt: float = Field(
+        12.0, ge=5, le=36,
+        description="Largest body size for a `--tags` subset sheet, which may also use fewer columns to fill its page.",
     )
     color: Literal["color", "mono"] = Field(
         "color", description="`mono` prints in black and greys only."
@@ -91,9 +98,22 @@ class SheetInfo(Strict):
 class EntryBase(Strict):
     id: Id
     tags: Tags = ()
-    print_on_sheet: bool = Field(
-        True, alias="print", description="`false` keeps the entry on the site but off the PDF."
+    print_edition: Literal["core", "full", True, False] = Field(
+        "core", alias="print",
+        description="Which PDF prints the entry: `core` (default) the one-page sheet and the full sheet, "
+        "`full` only the full (two-page) sheet, `false` neither (site only). `true` is read as `core`.",
     )
+
+    @property
+    def print_on_sheet(self) -> bool:
+        """Printed in some edition (`print` is not false)."""
+        return self.print_edition is not False
+
+    def in_edition(self, edition: Edition) -> bool:
+        """Whether the `edition` PDF prints this entry: the full sheet holds the core one."""
+        if self.print_edition is False:
+            return False
+        return edition == "full" or self.print_edition in ("core", True)
 
 
 class Formula(EntryBase):

@@ -18,8 +18,7 @@ import pytest
 from sheetgen.cli import main
 from sheetgen.katex import KatexRenderer, katex_dist_dir
 from sheetgen.model import Formula, Sheet
-from sheetgen.render import pdf as pdf_module
-from sheetgen.render import pdf_math
+from sheetgen.render import pdf_atlas, pdf_engine, pdf_fit, pdf_html
 from sheetgen.render.pdf import (
     FetchRefusedError,
     RenderedPdf,
@@ -77,7 +76,7 @@ def text_sizes(pdf: bytes) -> list[tuple[float, str, str]]:
     How: pypdf's text visitor reports, for each text-showing operator, the font, the `Tf` size and
     the text and current transformation matrices (form XObjects included). The printed size is
     Tf × the vertical scale of Tm × CTM: WeasyPrint sets text in px under a px→pt CTM, and draws
-    each formula image (an SVG of KaTeX's layout, see pdf_math.py) under one more scaling CTM.
+    each formula image (an SVG of KaTeX's layout, see pdf_atlas.py) under one more scaling CTM.
     Glyph boxes (`pdftotext -bbox`) would measure ascent + descent instead, which varies by font.
 
     What counts: every run in the sheet's own fonts (names, body, meanings, sources, code, step
@@ -88,7 +87,7 @@ def text_sizes(pdf: bytes) -> list[tuple[float, str, str]]:
     """
     from pypdf import PdfReader
 
-    math_base = pdf_math.REFERENCE_PX * pdf_math.KATEX_EM
+    math_base = pdf_atlas.REFERENCE_PX * pdf_atlas.KATEX_EM
     runs: list[tuple[float, str, str]] = []
 
     def visit(text: str, cm: Sequence[float], tm: Sequence[float], font: dict[str, object] | None,
@@ -198,7 +197,7 @@ def test_html_escapes_prose_and_honours_print_and_mono(sheet: Sheet) -> None:
     assert '<body class="mono">' in render_pdf_html(mono, math, 7.0, "a4")
     hidden = sections[0].entries[0]
     flags = sheet.model_copy(update={"sections": tuple(
-        s.model_copy(update={"entries": tuple(e.model_copy(update={"print_on_sheet": e is not hidden})
+        s.model_copy(update={"entries": tuple((e.model_copy(update={"print_edition": False}) if e is hidden else e)
                                               for e in s.entries)}) for s in sheet.sections)})
     assert f'id="{hidden.id}"' in html and f'id="{hidden.id}"' not in render_pdf_html(flags, math, 7.0, "a4")
 
@@ -243,7 +242,7 @@ def test_code_lines_wrap_only_between_words(sheet: Sheet) -> None:
 
     function = next(e.function for e in sheet.entries() if e.kind == "snippet")
     code = function_source(sheet.formula(function), with_docstring=False)
-    root = ElementTree.fromstring(f"<root>{pdf_module._code_html(sheet, function)}</root>")
+    root = ElementTree.fromstring(f"<root>{pdf_html._code_html(sheet, function)}</root>")
     words = ["".join(span.itertext()) for span in root.iter("span") if span.get("class") == "nobr"]
     assert words == [w for line in code.splitlines() for w in line.split()]
     lines = root.findall("div")
@@ -309,7 +308,7 @@ def test_fetcher_allows_katex_fonts_and_data_urls() -> None:
 
 @slow
 def test_a_forbidden_url_stops_the_render() -> None:
-    engine = pdf_module._engine()
+    engine = pdf_engine.engine()
     with pytest.raises(FetchRefusedError, match="/etc/passwd"):
         engine.layout('<p>x<img src="file:///etc/passwd"></p>', [])
     with pytest.raises(FetchRefusedError, match=r"example\.com"):
@@ -324,7 +323,7 @@ def test_search_finds_the_last_size_that_fits(edge: int, start: int) -> None:
     """Sizes 0..10; sizes up to `edge` fit. Fill grows with the square of the size, as in a layout."""
     sizes = [6.5 + 0.25 * i for i in range(11)]
     fill_at_edge = {i: (sizes[i] / sizes[max(edge, 0)]) ** 2 * (0.97 if edge >= 0 else 1.2) for i in range(11)}
-    probes: dict[int, pdf_module._Probe] = {}
+    probes: dict[int, pdf_fit.Probe] = {}
     rounds: list[list[int]] = []
 
     def run_probes(indices: Sequence[int]) -> None:
@@ -332,9 +331,9 @@ def test_search_finds_the_last_size_that_fits(edge: int, start: int) -> None:
         assert len(indices) <= 2
         for i in indices:
             assert i not in probes, "probed twice"
-            probes[i] = pdf_module._Probe(1 if i <= edge else 2, fill_at_edge[i])
+            probes[i] = pdf_fit.Probe(1 if i <= edge else 2, fill_at_edge[i])
 
-    assert pdf_module._search(sizes, start, probes, run_probes) == edge
+    assert pdf_fit.search(sizes, start, probes, run_probes) == edge
     assert len(rounds) <= 4
     if abs(start - edge) <= 1:
         assert len(rounds) <= 2

@@ -1,0 +1,297 @@
+"""The PDF's HTML, pure: Sheet (+ formula images, a font size, a paper) → an HTML string for WeasyPrint.
+
+Also what goes on paper (`printed_sections`, by edition and tags), the short citations and the math
+the printed entries need. No I/O, no environment, no WeasyPrint here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+
+from ..errors import SheetError
+from ..katex import MathRequest, sheet_math_requests, split_inline_math
+from ..model import Edition, EntryBase, Formula, Sheet
+from .code import function_source
+from .pdf_atlas import KATEX_EM, MathImage
+
+__all__ = [
+    "Footer", "PrintedSection", "column_em", "display_tex", "page_mm", "pdf_math_requests", "printed_sections",
+    "qr_svg", "render_pdf_html", "short_citation",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+TEMPLATES = PACKAGE_DIR / "templates"
+ASSETS = PACKAGE_DIR / "assets"
+TEMPLATE = "pdf_sheet.html.j2"
+STYLESHEET = TEMPLATES / "pdf_sheet.css"
+PAPER_MM = {"a4": (210.0, 297.0), "letter": (215.9, 279.4)}
+COLUMN_GAP_REM = 0.9  # keep in step with `.cols { column-gap }` in pdf_sheet.css
+SMALL_EM = 0.86
+"""Secondary text (meanings, sources, code, labels) relative to the body, but never below the
+configured minimum size: at the usual fitted sizes it is the minimum, so nothing is printed smaller."""
+_PT_PER_MM = 72 / 25.4
+_NAME_EM_PER_CHAR = 0.56  # bold DejaVu Sans Condensed, measured on the shipped names
+
+
+@dataclass(frozen=True)
+class PrintedSection:
+    id: str
+    title: str
+    entries: tuple[EntryBase, ...]
+
+
+def printed_sections(sheet: Sheet, tags: Sequence[str] = (), edition: Edition = "core") -> list[PrintedSection]:
+    """Sections and entries that go on paper: in the `edition` (see `EntryBase.in_edition`) and,
+    with tags, having any of them."""
+    wanted = set(tags)
+    sections = []
+    for section in sheet.sections:
+        entries = tuple(e for e in section.entries
+                        if e.in_edition(edition) and (not wanted or wanted & set(e.tags)))
+        if entries:
+            sections.append(PrintedSection(section.id, section.title, entries))
+    if not sections:
+        known = sorted({t for e in sheet.entries() if e.in_edition(edition) for t in e.tags})
+        what = (f"no entry of the {edition} edition has any of the tags {', '.join(tags)}" if tags
+                else f"no entry is printed in the {edition} edition")
+        raise SheetError.single(sheet.source_path, 1, what,
+                                f"known tags: {', '.join(known)}" if known else "set `print: core` on some entries")
+    return sections
+
+
+_NAME = r"[A-Z][\w'’-]+"  # one capitalised surname (\w takes accents: Schütze)
+_AUTHORS = re.compile(rf"({_NAME})((?: et al\.)|(?:, {_NAME})* & {_NAME})?(?=,| \(|$)")
+_CITED = re.compile(rf"({_NAME})((?: et al\.)| & {_NAME})? \([^()]*?\b(?:1[89]|20)\d\d\)")
+_YEAR = re.compile(r"\b(?:1[89]|20)\d\d\b")
+_LOCATOR = re.compile(r"§\s?\d+(?:\.\d+)*|\bch\. \d+")
+
+
+def short_citation(source: str, *, locator: bool = False) -> str:
+    """The sheet's form of a `source`: authors and year, e.g. "Kingma & Ba 2015" (with the first
+    section, "Goodfellow et al. 2016 §6.5.2", when `locator`). Deterministic, from the text alone.
+
+    Works of a source are separated by ";". Authors are the leading surnames ("A", "A & B",
+    "A, B & C", "A et al.") before a comma or a parenthesis; three or more become "A et al.". A
+    later work without leading authors counts only if it cites "Name (… year)" somewhere (else it
+    is a note such as "as in PyTorch nn.RNNCell"); a first one without them is kept up to its
+    first comma ("scikit-learn User Guide").
+    """
+    cites: list[str] = []
+    for n, part in enumerate(p.strip() for p in source.split(";")):
+        found = _AUTHORS.match(part) or _CITED.search(part)
+        if found is None:
+            if n == 0:
+                cites.append(part.split(",")[0].strip())
+            continue
+        first, more = found.group(1), found.group(2) or ""
+        names = first + more if more.count(",") == 0 else f"{first} et al."
+        rest = part[found.start():]
+        year = _YEAR.search(rest)
+        place = _LOCATOR.search(rest) if locator else None
+        cites.append(" ".join(x for x in (names, year and year.group(), place and place.group()) if x))
+    return "; ".join(cites) or source
+
+
+def display_tex(latex: str) -> str:
+    # Display formulas are typeset in display style but as inline math: the same glyphs, without
+    # KaTeX's display block wrapper, so they can sit beside an entry's name.
+    return "\\displaystyle " + latex
+
+
+def pdf_math_requests(sheet: Sheet, sections: Sequence[PrintedSection]) -> list[MathRequest]:
+    """All math the printed entries need, for one KaTeX batch; all inline-mode (see display_tex)."""
+    def display(entry: EntryBase, latex: str) -> tuple[str, bool]:
+        return (display_tex(latex) if isinstance(entry, Formula) else latex), False
+
+    return sheet_math_requests(sheet, [e for s in sections for e in s.entries], display)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+_CODE_HANG_CH = 4
+"""A wrapped code line continues this many characters right of the line's own indentation."""
+_CODE_WORD_MAX = 32
+"""Longer runs without spaces may break inside (else they would overflow a narrow column)."""
+
+
+def _code_html(sheet: Sheet, function: str) -> Markup:
+    """The formula's tested implementation, highlighted, one block per source line: a line too
+    long for the column wraps at a space, with a hanging indent under its own first character
+    (never inside a word such as `-np.inf`, where a line break after the minus would misread)."""
+    from pygments import lex
+    from pygments.lexers import PythonLexer
+    from pygments.token import STANDARD_TYPES
+
+    code = function_source(sheet.formula(function), with_docstring=False)
+    lines: list[list[tuple[str, str]]] = [[]]  # (Pygments class, text): spaces apart from the rest
+    for token, value in lex(code, PythonLexer()):
+        while token not in STANDARD_TYPES:
+            token = token.parent
+        css = STANDARD_TYPES[token]
+        for i, piece in enumerate(value.split("\n")):
+            if i:
+                lines.append([])
+            lines[-1].extend((css, chunk) for chunk in re.split(r"( +)", piece) if chunk)
+    while lines and not lines[-1]:
+        lines.pop()
+
+    def line_html(pieces: list[tuple[str, str]]) -> str:
+        out: list[str] = []
+        word: list[tuple[str, str]] = []
+
+        def end_word() -> None:
+            html = "".join(f'<span class="{css}">{escape(text)}</span>' if css else str(escape(text))
+                           for css, text in word)
+            short = sum(len(text) for _, text in word) <= _CODE_WORD_MAX
+            out.append(f'<span class="nobr">{html}</span>' if word and short else html)
+            word.clear()
+
+        for css, text in pieces:
+            if text.startswith(" "):
+                end_word()
+                out.append(text)
+            else:
+                word.append((css, text))
+        end_word()
+        indent = len(pieces[0][1]) if pieces and pieces[0][1].startswith(" ") else 0
+        hang = indent + _CODE_HANG_CH
+        return f'<div class="cl" style="padding-left:{hang}ch;text-indent:-{hang}ch">{"".join(out) or " "}</div>'
+
+    # Class names are Pygments' short ones; colours (and greys for mono) live in pdf_sheet.css.
+    return Markup("".join(line_html(pieces) for pieces in lines))
+
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What the printed sheet says about itself, at the end of its text: where to find it online
+    (with a QR code of the address), which version and when. Empty parts are left out."""
+
+    url: str = ""
+    version: str = ""
+    date: str = ""
+    """A day (YYYY-MM-DD), from SOURCE_DATE_EPOCH; no clock, so builds stay reproducible."""
+
+    def __bool__(self) -> bool:
+        return bool(self.url or self.version or self.date)
+
+
+def qr_svg(url: str) -> str:
+    """A QR code of `url` as inline SVG (segno, pure Python): medium error correction, no quiet
+    zone (the footer leaves room around it), sized by CSS."""
+    import segno
+
+    return str(segno.make(url, error="m", micro=False).svg_inline(border=0, omitsize=True, dark="#000"))
+
+
+def page_mm(sheet: Sheet, paper: str) -> tuple[float, float]:
+    """Width and height of the page as printed (landscape turns the paper)."""
+    short, long = PAPER_MM[paper]
+    return (long, short) if sheet.sheet.print_settings.orientation == "landscape" else (short, long)
+
+
+def column_em(sheet: Sheet, paper: str, font_size_pt: float, columns: int | None = None) -> float:
+    """Width of one text column in em of the body font."""
+    settings = sheet.sheet.print_settings
+    columns = columns or settings.columns
+    content_pt = (page_mm(sheet, paper)[0] - 2 * settings.margin_mm) * _PT_PER_MM
+    gaps_pt = (columns - 1) * COLUMN_GAP_REM * font_size_pt
+    return (content_pt - gaps_pt) / columns / font_size_pt
+
+
+_FACT_CITE = re.compile(r"\s*\((" + _NAME + r"(?: et al\.| & " + _NAME + r")?),? ((?:1[89]|20)\d\d)\)(?=\.?$)")
+
+
+def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | MathImage], font_size_pt: float,
+                    paper: str, tags: Sequence[str] = (), *, edition: Edition = "core", columns: int | None = None,
+                    footer: Footer = Footer(), continued: Collection[str] = ()) -> str:
+    """The sheet as HTML for WeasyPrint (stylesheets are passed separately, see `render_pdf`).
+
+    `math_html` maps (tex, display) of every `pdf_math_requests` item to KaTeX HTML or to its
+    image; images let wide formulas shrink to the column and short ones sit beside their name.
+    `columns` overrides the configured count (subset sheets); `continued` names entries that start a
+    column in the middle of their section: they get the section's heading again, "(cont.)".
+    """
+    settings = sheet.sheet.print_settings
+    columns = columns or settings.columns
+    sections = printed_sections(sheet, tags, edition)
+    width_em = column_em(sheet, paper, font_size_pt, columns)
+    # A formula wider than the column shrinks to fit it, but its base size (KATEX_EM of the body)
+    # stays at least the minimum font size: past that it may overhang into the column gap.
+    min_scale = min(1.0, settings.font_min_pt / (KATEX_EM * font_size_pt))
+
+    def math(tex: str, fit_em: float | None = None) -> Markup:
+        found = math_html[(tex, False)]
+        if isinstance(found, str):
+            return Markup(found)
+        scale = 1.0 if fit_em is None else max(min_scale, min(1.0, fit_em / found.width_em))
+        return Markup(found.img_html(scale))
+
+    def prose(text: str) -> Markup:
+        return Markup("").join(math(chunk) if is_math else escape(chunk)
+                               for is_math, chunk in split_inline_math(text))
+
+    def formula_width(entry: Formula) -> float:
+        found = math_html[(display_tex(entry.latex), False)]
+        return found.width_em if isinstance(found, MathImage) else width_em
+
+    def formula_beside_name(entry: Formula) -> bool:
+        """A short formula floats right of the name and the meaning flows beside and below it; else
+        the formula goes below the text, centred (never the meaning below a formula: one order for
+        every card)."""
+        fits = len(entry.name) * _NAME_EM_PER_CHAR + 1.5 + formula_width(entry) <= width_em
+        return fits and formula_width(entry) <= 0.6 * width_em
+
+    def short_cite(works: str) -> Markup:
+        """The short citation, after the meaning: an en space, then each work unbreakable (no-break
+        spaces). Not a `white-space: nowrap` span, nor a spacer span: beside a float, WeasyPrint 70
+        then pushes the line before them below the float, leaving a hole."""
+        text = "; ".join(work.replace(" ", "\N{NO-BREAK SPACE}") for work in works.split("; "))
+        return Markup('\N{EN SPACE}<span class="source">{}</span>').format(text)
+
+    def fact_text(text: str) -> Markup:
+        """A fact's text; a closing "(Mikolov et al., 2013)" becomes the grey short citation that
+        formulas carry, so every card cites the same way."""
+        found = _FACT_CITE.search(text)
+        if found is None:
+            return prose(text)
+        rest = text[:found.start()] + text[found.end():]
+        return prose(rest) + short_cite(f"{found.group(1)} {found.group(2)}")
+
+    keywords = sorted({t for s in sections for e in s.entries for t in e.tags})
+    notes = [f"entries tagged {', '.join(tags)}" if tags else "",
+             "full edition" if edition == "full" and not tags else ""]
+    return _environment().get_template(TEMPLATE).render(
+        info=sheet.sheet,
+        sections=sections,
+        page_size=f"{'A4' if paper == 'a4' else 'letter'} {settings.orientation}",
+        margin_mm=f"{settings.margin_mm:g}",
+        font_size_pt=f"{font_size_pt:g}",
+        small_pt=f"{max(SMALL_EM * font_size_pt, settings.font_min_pt):.4g}",
+        columns=columns,
+        color=settings.color,
+        keywords=", ".join(keywords),
+        date=footer.date,
+        footer=footer,
+        qr=Markup(qr_svg(footer.url)) if footer.url else "",
+        continued=frozenset(continued),
+        filter_note=" · ".join(n for n in notes if n),
+        prose=prose,
+        fact_text=fact_text,
+        display=lambda latex: math(display_tex(latex), width_em * 0.98),
+        beside=formula_beside_name,
+        inline=math,
+        cite=lambda source: short_cite(short_citation(source)),
+        code=lambda function: _code_html(sheet, function),
+    )
