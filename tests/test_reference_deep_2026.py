@@ -232,3 +232,218 @@ def test_clip_grad_norm_by_hand(formulas):
     close(unchanged[1], [[12 * 13 / (13 + 1e-6)]])
     same = formulas.clip_grad_norm([[3.0, 4.0]], 50.0)
     close(same[0], [3.0, 4.0])
+
+
+# ======================================================================================================
+# Optimization
+# ======================================================================================================
+
+OPTIMIZER_SHAPES = [(3,), (2, 5)]
+
+
+def _torch_steps(optimizer_class, theta, grads, **kwargs):
+    """Run torch's optimizer over the gradient sequence; return θ and the optimizer state after each step."""
+    param = torch.nn.Parameter(t64(theta))
+    optimizer = optimizer_class([param], **kwargs)
+    history = []
+    for g in grads:
+        param.grad = t64(g)
+        optimizer.step()
+        state = optimizer.state[param]
+        history.append((to_np(param).copy(), {k: to_np(v).copy() for k, v in state.items() if k != "step"}))
+    return history
+
+
+@reference("adamw_step")
+@torch_test
+@pytest.mark.parametrize("shape", OPTIMIZER_SHAPES)
+@pytest.mark.parametrize(("lr", "betas", "eps", "wd"), [
+    (1e-3, (0.9, 0.999), 1e-8, 0.01),  # torch defaults
+    (0.1, (0.5, 0.75), 0.1, 0.5),  # ε comparable to √v̂, strong decay
+    (0.05, (0.8, 0.9), 1e-3, 0.0),  # no decay: plain Adam
+])
+def test_adamw_step_matches_torch_over_several_steps(formulas, shape, lr, betas, eps, wd):
+    rng = rng_for("adamw", shape, lr, eps, wd)
+    theta0 = rng.normal(size=shape)
+    grads = rng.normal(size=(6, *shape))
+    history = _torch_steps(torch.optim.AdamW, theta0, grads, lr=lr, betas=betas, eps=eps, weight_decay=wd)
+    theta, m, v = theta0, np.zeros(shape), np.zeros(shape)
+    for t, (g, (want_theta, state)) in enumerate(zip(grads, history, strict=True), start=1):
+        theta, m, v = formulas.adamw_step(theta, g, m, v, t, lr=lr, beta1=betas[0], beta2=betas[1], eps=eps,
+                                          weight_decay=wd)
+        close(theta, want_theta)
+        close(m, state["exp_avg"])
+        close(v, state["exp_avg_sq"])
+
+
+@reference("adamw_step")
+def test_adamw_step_by_hand_first_step(formulas):
+    # t = 1: m̂ = g, v̂ = g², so θ₁ = θ₀(1 − ηλ) − η·g/(|g| + ε). θ₀ = 2, g = −3, η = 0.1, λ = 0.5, ε = 1.
+    theta, m, v = formulas.adamw_step([2.0], [-3.0], [0.0], [0.0], 1, lr=0.1, eps=1.0, weight_decay=0.5)
+    close(theta, [2.0 * 0.95 + 0.1 * 3 / 4])
+    close(m, [0.1 * -3.0])
+    close(v, [0.001 * 9.0])
+
+
+@reference("rmsprop_step")
+@torch_test
+@pytest.mark.parametrize("shape", OPTIMIZER_SHAPES)
+@pytest.mark.parametrize(("lr", "rho", "eps"), [(1e-2, 0.99, 1e-8), (0.1, 0.75, 0.5), (0.03, 0.9, 1e-3)])
+def test_rmsprop_step_matches_torch_over_several_steps(formulas, shape, lr, rho, eps):
+    rng = rng_for("rmsprop", shape, lr, rho)
+    theta0, grads = rng.normal(size=shape), rng.normal(size=(6, *shape))
+    history = _torch_steps(torch.optim.RMSprop, theta0, grads, lr=lr, alpha=rho, eps=eps)
+    theta, r = theta0, np.zeros(shape)
+    for g, (want_theta, state) in zip(grads, history, strict=True):
+        theta, r = formulas.rmsprop_step(theta, g, r, lr=lr, rho=rho, eps=eps)
+        close(theta, want_theta)
+        close(r, state["square_avg"])
+
+
+@reference("rmsprop_step")
+def test_rmsprop_step_by_hand(formulas):
+    # r = 0.75·0 + 0.25·2² = 1; θ = 1 − 0.1·2/(1 + 0.5). With ε inside the root it would be 1 − 0.2/√1.5.
+    theta, r = formulas.rmsprop_step([1.0], [2.0], [0.0], lr=0.1, rho=0.75, eps=0.5)
+    close(r, [1.0])
+    close(theta, [1 - 0.2 / 1.5])
+
+
+@reference("adagrad_step")
+@torch_test
+@pytest.mark.parametrize("shape", OPTIMIZER_SHAPES)
+@pytest.mark.parametrize(("lr", "eps"), [(1e-2, 1e-10), (0.5, 1.0), (0.1, 1e-3)])
+def test_adagrad_step_matches_torch_over_several_steps(formulas, shape, lr, eps):
+    rng = rng_for("adagrad", shape, lr, eps)
+    theta0, grads = rng.normal(size=shape), rng.normal(size=(6, *shape))
+    history = _torch_steps(torch.optim.Adagrad, theta0, grads, lr=lr, eps=eps)
+    theta, r = theta0, np.zeros(shape)
+    for g, (want_theta, state) in zip(grads, history, strict=True):
+        theta, r = formulas.adagrad_step(theta, g, r, lr=lr, eps=eps)
+        close(theta, want_theta)
+        close(r, state["sum"])
+
+
+@reference("adagrad_step")
+def test_adagrad_step_by_hand(formulas):
+    # Two steps g = 3 then 4: r = 9 then 25; θ = 1 − 0.5·3/(3 + 1) = 0.625, then 0.625 − 0.5·4/(5 + 1).
+    theta, r = formulas.adagrad_step([1.0], [3.0], [0.0], lr=0.5, eps=1.0)
+    theta, r = formulas.adagrad_step(theta, [4.0], r, lr=0.5, eps=1.0)
+    close(r, [25.0])
+    close(theta, [0.625 - 2 / 6])
+
+
+@reference("warmup_cosine_lr")
+@torch_test
+@pytest.mark.parametrize(("max_lr", "warmup", "total", "min_lr"), [
+    (2.0, 4, 12, 0.5), (3e-4, 100, 1100, 0.0), (1e-3, 0, 50, 1e-5), (0.1, 7, 8, 0.01),
+])
+def test_warmup_cosine_lr_matches_torch_schedulers(formulas, max_lr, warmup, total, min_lr):
+    # Warmup from torch LinearLR (factor t/W), decay from torch CosineAnnealingLR(T_max = T − W, eta_min).
+    param = torch.nn.Parameter(t64([0.0]))
+    warm_opt = torch.optim.SGD([param], lr=max_lr)
+    warm = torch.optim.lr_scheduler.LinearLR(warm_opt, start_factor=1e-300, end_factor=1.0, total_iters=max(warmup, 1))
+    cos_opt = torch.optim.SGD([param], lr=max_lr)
+    cos = torch.optim.lr_scheduler.CosineAnnealingLR(cos_opt, T_max=total - warmup, eta_min=min_lr)
+    warm_lrs, cos_lrs = [], []
+    for _ in range(total + 1):
+        warm_lrs.append(warm_opt.param_groups[0]["lr"])
+        cos_lrs.append(cos_opt.param_groups[0]["lr"])
+        warm_opt.step()
+        cos_opt.step()
+        warm.step()
+        cos.step()
+    for t in range(total + 5):
+        if t < warmup:
+            want = max_lr * t / warmup if t else 0.0
+            got = float(formulas.warmup_cosine_lr(t, max_lr, warmup, total, min_lr))
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-300)
+            assert got == pytest.approx(warm_lrs[t], rel=1e-9, abs=1e-12)
+        elif t <= total:
+            want = cos_lrs[t - warmup]
+            close(float(formulas.warmup_cosine_lr(t, max_lr, warmup, total, min_lr)), want)
+        else:
+            assert float(formulas.warmup_cosine_lr(t, max_lr, warmup, total, min_lr)) == min_lr
+
+
+@reference("warmup_cosine_lr")
+def test_warmup_cosine_lr_by_hand(formulas):
+    # max 2, W = 4, T = 12, min 0.5: t = 1 → 2·1/4; t = 8 is halfway: 0.5 + 1.5·½(1 + cos(π/2)) = 1.25;
+    # t = 6: 0.5 + 0.75·(1 + cos(π/4)).
+    lr = [float(formulas.warmup_cosine_lr(t, 2.0, 4, 12, 0.5)) for t in (0, 1, 4, 6, 8, 12, 13)]
+    close(lr, [0.0, 0.5, 2.0, 0.5 + 0.75 * (1 + math.sqrt(0.5)), 1.25, 0.5, 0.5])
+
+
+# ======================================================================================================
+# CNNs
+# ======================================================================================================
+
+
+@reference("conv_macs")
+@torch_test
+@pytest.mark.parametrize(("h", "w", "k", "c_in", "c_out"), [(9, 7, 3, 2, 5), (8, 8, 1, 4, 3), (11, 6, 5, 3, 2)])
+def test_conv_macs_counts_the_products_of_torch_conv2d(formulas, h, w, k, c_in, c_out):
+    # Count multiplications directly: conv2d of an all-ones input with all-ones weights gives, at every
+    # output position, the number of products summed there (K²·C_in per output channel).
+    conv = torch.nn.Conv2d(c_in, c_out, k, bias=False, dtype=torch.float64)
+    torch.nn.init.ones_(conv.weight)
+    out = conv(torch.ones(1, c_in, h, w, dtype=torch.float64))
+    _, _, h_out, w_out = out.shape
+    assert formulas.conv_macs(h_out, w_out, k, c_in, c_out) == int(out.sum().item())
+
+
+@reference("conv_macs")
+def test_conv_macs_by_hand(formulas):
+    # ResNet-50 stem: 7×7, 3 → 64, output 112×112: 49·3·64 = 9408 MACs per position, × 12544 positions.
+    assert formulas.conv_macs(112, 112, 7, 3, 64) == 9408 * 12544 == 118_013_952
+    assert formulas.conv_macs(56, 56, 3, 64, 64) == 9 * 64 * 64 * 56 * 56
+
+
+@reference("depthwise_separable_params")
+@torch_test
+@pytest.mark.parametrize(("k", "c_in", "c_out"), [(3, 32, 64), (5, 3, 7), (1, 8, 8), (7, 16, 5)])
+def test_depthwise_separable_params_matches_torch(formulas, k, c_in, c_out):
+    block = torch.nn.Sequential(torch.nn.Conv2d(c_in, c_in, k, groups=c_in, bias=False),
+                                torch.nn.Conv2d(c_in, c_out, 1, bias=False))
+    assert formulas.depthwise_separable_params(k, c_in, c_out) == sum(p.numel() for p in block.parameters())
+
+
+@reference("depthwise_separable_params")
+def test_depthwise_separable_params_by_hand(formulas):
+    # MobileNet's ratio to a standard conv (K²·C_in·C_out): 1/C_out + 1/K².
+    k, c_in, c_out = 3, 32, 64
+    assert formulas.depthwise_separable_params(k, c_in, c_out) == 9 * 32 + 32 * 64 == 2336
+    ratio = formulas.depthwise_separable_params(k, c_in, c_out) / (k * k * c_in * c_out)
+    assert ratio == pytest.approx(1 / c_out + 1 / k**2, rel=1e-12)
+
+
+# ======================================================================================================
+# RNNs
+# ======================================================================================================
+
+
+@reference("gru_cell")
+@torch_test
+@pytest.mark.parametrize(("batch", "n_in", "hidden"), [(None, 3, 4), (1, 2, 1), (5, 3, 7)])
+def test_gru_cell_matches_torch_grucell_with_copied_weights(formulas, batch, n_in, hidden):
+    rng = rng_for("gru", batch, n_in, hidden)
+    cell = torch.nn.GRUCell(n_in, hidden, dtype=torch.float64)
+    W_ih, W_hh = rng.normal(size=(3 * hidden, n_in)), rng.normal(size=(3 * hidden, hidden))
+    b_ih, b_hh = rng.normal(size=3 * hidden), rng.normal(size=3 * hidden)
+    with torch.no_grad():
+        for p, value in zip((cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh),
+                            (W_ih, W_hh, b_ih, b_hh), strict=True):
+            p.copy_(t64(value))
+    shape = (n_in,) if batch is None else (batch, n_in)
+    x, h = rng.normal(size=shape), rng.normal(size=(*shape[:-1], hidden))
+    close(formulas.gru_cell(x, h, W_ih, W_hh, b_ih, b_hh), to_np(cell(t64(x), t64(h))))
+
+
+@reference("gru_cell")
+def test_gru_cell_by_hand(formulas):
+    # One unit: r = σ(0.5 + 0.5) = σ(1), z = σ(−1 + 0.5 − 0.5) = σ(−1),
+    # n = tanh((0.5 − 1) + r·(2·0.5 + 1)); h′ = (1 − z)·n + z·0.5.
+    r, z = special.expit(1.0), special.expit(-1.0)
+    n = math.tanh(-0.5 + r * 2.0)
+    got = formulas.gru_cell([0.5, -1.0], [0.5], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[1.0], [-1.0], [2.0]],
+                            [0.0, 0.5, 0.0], [0.0, 0.0, 1.0])
+    close(got, [(1 - z) * n + z * 0.5])
