@@ -14,8 +14,13 @@ __all__ = [
     "average_precision",
     "batch_norm",
     "bayes_posterior",
+    "bias_variance_decomposition",
     "binary_cross_entropy",
+    "bleu",
+    "bm25",
+    "brier_score",
     "chain_rule",
+    "clip_grad_norm",
     "conv1x1",
     "conv_output_size",
     "conv_params",
@@ -23,39 +28,69 @@ __all__ = [
     "cross_entropy",
     "dense_backward",
     "dense_forward",
+    "distillation_loss",
     "dot_product",
     "dropout",
     "entropy",
+    "expected_calibration_error",
     "f1_score",
+    "fbeta_score",
+    "focal_loss",
+    "gelu",
     "gini",
     "he_normal",
+    "hinge_loss",
+    "huber_loss",
     "information_gain",
+    "kl_divergence",
+    "kmeans_objective",
+    "kmeans_step",
     "l1_penalty",
     "l2_norm",
     "l2_penalty",
+    "label_smoothing_cross_entropy",
+    "laplace_smoothed_log_probs",
+    "layer_norm",
     "linear_regression",
+    "logistic_gradient",
     "logistic_regression",
     "lstm_cell",
+    "mean_reciprocal_rank",
     "mf_predict",
     "momentum_step",
     "mse",
     "multi_head_attention",
+    "ndcg_at_k",
+    "ols_fit",
+    "pca_explained_variance_ratio",
     "perplexity",
     "positional_encoding",
     "precision",
+    "precision_at_k",
+    "r2_score",
+    "rbf_kernel",
     "recall",
+    "recall_at_k",
     "relu",
     "relu_grad",
     "residual",
+    "ridge_fit",
+    "rms_norm",
     "rnn_cell",
     "roc_auc",
     "sgd_step",
     "sigmoid",
     "sigmoid_grad",
+    "silu",
+    "skipgram_negative_loss",
     "softmax",
+    "swiglu",
+    "tanh_grad",
+    "tf_idf",
     "two_tower_scores",
     "variance",
     "xavier_normal",
+    "xgboost_leaf_weight",
 ]
 
 
@@ -72,12 +107,14 @@ def dot_product(a, b):
     32.0
     >>> float(dot_product([1, 0], [0, 1]))
     0.0
+    >>> dot_product([[1, 2], [3, 4]], [[5, 6], [7, 8]]).tolist()  # row by row (last axis)
+    [17.0, 53.0]
     """
     return np.sum(np.asarray(a, dtype=float) * np.asarray(b, dtype=float), axis=-1)
 
 
 def cosine_similarity(a, b):
-    """Cosine similarity: Angle between vectors, ignoring length; 1 same direction, 0 orthogonal.
+    """Cosine similarity: Cosine of the angle, ignoring length; 1 same direction, 0 orthogonal.
 
     Formula: cos θ = (a·b) / (‖a‖‖b‖)
     Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §6.3.1
@@ -85,20 +122,26 @@ def cosine_similarity(a, b):
       - Undefined for a zero vector; this function returns 0.0 there, like
         torch.nn.functional.cosine_similarity (which clamps the norms by eps=1e-8).
       - scipy.spatial.distance.cosine returns the distance 1 − cos θ, not the similarity.
+      - Works on the last axis like dot_product, so rows of a batch are compared pairwise, as
+        torch F.cosine_similarity(a, b, dim=-1).
+      - It returns the cosine, not the angle θ itself (θ = arccos of it).
 
-    >>> cosine_similarity([1, 0], [0, 1])
+    >>> float(cosine_similarity([1, 0], [0, 1]))
     0.0
-    >>> round(cosine_similarity([1, 2], [2, 4]), 12)
+    >>> round(float(cosine_similarity([1, 2], [2, 4])), 12)
     1.0
-    >>> cosine_similarity([0, 0], [3, 4])
+    >>> round(float(cosine_similarity([1, 1], [1, 0])), 6)  # cos 45°, not the angle π/4 = 0.785398
+    0.707107
+    >>> round(float(cosine_similarity([1, 2, 2], [2, 0, 1])), 6)  # 4 / (3·√5)
+    0.596285
+    >>> float(cosine_similarity([0, 0], [3, 4]))
     0.0
+    >>> np.round(cosine_similarity([[3, 4], [1, 2], [0, 0]], [[6, 8], [-2, -4], [1, 2]]), 6).tolist()
+    [1.0, -1.0, 0.0]
     """
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    if norms == 0.0:
-        return 0.0
-    return float(np.dot(a, b) / norms)
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return np.sum(a * b, axis=-1) / np.where(norms == 0.0, 1.0, norms)  # zero vector: 0
 
 
 def l2_norm(x, axis=None):
@@ -143,16 +186,19 @@ def variance(x):
     Conventions:
       - np.var divides by n (ddof=0); torch.var and pandas divide by n − 1 by default
         (unbiased).
-      - E[X²] − E[X]² loses precision when the mean is large; libraries use a two-pass or
-        Welford algorithm.
+      - Computed in two passes, E[(X − E[X])²], as np.var (torch.var: two passes or Welford):
+        the one-pass E[X²] − E[X]² cancels when the mean is large, giving 0.0 for [1e9+1 …
+        1e9+4].
 
     >>> variance([1, 2, 3, 4])
     1.25
     >>> variance([5, 5, 5])
     0.0
+    >>> variance([1e9 + 1, 1e9 + 2, 1e9 + 3, 1e9 + 4])  # large mean: E[X²] − E[X]² in floats gives 0.0
+    1.25
     """
     x = np.asarray(x, dtype=float)
-    return float(np.mean(x * x) - np.mean(x) ** 2)
+    return float(np.mean((x - np.mean(x)) ** 2))  # two passes: no cancellation
 
 
 def chain_rule(f_prime, g, g_prime, x):
@@ -167,6 +213,56 @@ def chain_rule(f_prime, g, g_prime, x):
     0.0
     """
     return f_prime(g(x)) * g_prime(x)
+
+
+def kl_divergence(p, q):
+    """KL divergence: Extra nats paid for coding samples of p with a code built for q; ≥ 0, 0 only when p = q, not symmetric.
+
+    Formula: D_KL(p ‖ q) = Σᵢ pᵢ ln(pᵢ / qᵢ)  (0·ln 0 = 0; +∞ where qᵢ = 0 < pᵢ)
+    Source: Cover & Thomas, Elements of Information Theory (2nd ed., 2006), §2.3
+    Conventions:
+      - scipy.stats.entropy(p, q) first normalises p and q to sum 1; this function takes them as
+        given (same value for distributions).
+      - torch F.kl_div(input, target) takes input = log q and target = p, reversed order, and
+        averages over all elements unless reduction=batchmean or sum.
+
+    >>> round(float(kl_divergence([0.5, 0.3, 0.2], [0.2, 0.5, 0.3])), 6)
+    0.223805
+    >>> round(float(kl_divergence([0.2, 0.5, 0.3], [0.5, 0.3, 0.2])), 6)  # not symmetric
+    0.193794
+    >>> round(float(kl_divergence([0.6, 0.4, 0.0], [0.3, 0.3, 0.4])), 6)  # 0·ln 0 = 0
+    0.530961
+    >>> float(kl_divergence([0.5, 0.5], [1.0, 0.0]))
+    inf
+    """
+    p = np.asarray(p, dtype=float)
+    q = np.asarray(q, dtype=float)
+    with np.errstate(divide='ignore'):  # p > 0 where q = 0 gives +inf, as scipy does
+        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / q), 0.0)  # 0·ln 0 = 0
+    return np.sum(terms, axis=-1)
+
+
+def pca_explained_variance_ratio(X, k=None):
+    """PCA explained variance ratio: Share of the total variance along the j-th principal axis (row j of Vᵀ), from the singular values sⱼ of the centred data.
+
+    Formula: X − 1x̄ᵀ = U S Vᵀ (SVD),  EVRⱼ = sⱼ² / Σᵢ sᵢ²
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §12.1.1
+    Conventions:
+      - sklearn PCA(n_components=k).explained_variance_ratio_ is the same; explained_variance_
+        is sⱼ²/(n − 1).
+      - Centring is essential; TruncatedSVD does not centre, so its ratios differ.
+
+    >>> X = [[2, 0], [0, 1], [3, 3], [1, -1], [4, 1]]
+    >>> np.round(pca_explained_variance_ratio(X), 6).tolist()
+    [0.715146, 0.284854]
+    >>> X3 = [[1, 2, 0], [0, 1, 1], [2, 0, 1], [1, 1, 1], [3, 1, 0]]
+    >>> np.round(pca_explained_variance_ratio(X3, k=2), 6).tolist()
+    [0.675809, 0.317909]
+    """
+    X = np.asarray(X, dtype=float)  # rows are samples
+    s = np.linalg.svd(X - X.mean(axis=0), compute_uv=False)  # singular values, descending
+    ratio = s**2 / np.sum(s**2)  # variance along each principal axis / total variance
+    return ratio if k is None else ratio[:k]
 
 
 # --- Classical ML --------------------------------------------------------------------
@@ -210,7 +306,10 @@ def sigmoid(z):
     Formula: σ(z) = 1 / (1 + e⁻ᶻ)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §3.10
     Conventions:
-      - Stable form: e^(−|z|) in both branches, as scipy.special.expit and torch.sigmoid
+      - scipy.special.expit and torch.sigmoid compute 1/(1 + e^{−z}) directly (e^{−z} = inf
+        gives 0, correctly); e^(−|z|) here only avoids NumPy overflow warnings.
+      - The |z| trick matters for log σ(z) and BCE on logits: torch F.logsigmoid and
+        BCEWithLogitsLoss use it, log(expit(z)) gives −inf.
 
     >>> float(sigmoid(0))
     0.5
@@ -230,12 +329,16 @@ def logistic_regression(X, w, b):
     Formula: ŷ = σ(Xw + b) = 1 / (1 + e⁻⁽ˣʷ⁺ᵇ⁾)
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2
     Conventions:
-      - scikit-learn LogisticRegression adds an L2 penalty by default (C = 1/λ = 1.0)
+      - scikit-learn LogisticRegression adds an L2 penalty by default (C = 1/λ = 1.0); since 1.8
+        choose it with l1_ratio (0 = L2, 1 = L1) and C = np.inf for none, `penalty` is
+        deprecated
 
     >>> np.round(logistic_regression([[0.0], [1.0]], [np.log(3)], 0.0), 6).tolist()
     [0.5, 0.75]
     >>> logistic_regression([[1000.0], [-1000.0]], [1.0], 0.0).tolist()
     [1.0, 0.0]
+    >>> np.round(logistic_regression([[1.0, 2.0], [0.0, 1.0]], [np.log(3), 1.0], -2.0), 6).tolist()  # z = ln 3, −1
+    [0.75, 0.268941]
     """
     return sigmoid(np.asarray(X, dtype=float) @ np.asarray(w, dtype=float) + b)
 
@@ -248,6 +351,8 @@ def binary_cross_entropy(y, y_hat, eps=1e-12):
     Conventions:
       - Bishop sums over samples; sklearn log_loss and torch BCELoss (reduction=mean) average
       - torch BCELoss clamps log at −100; BCEWithLogitsLoss takes logits and is stable
+      - ŷ is clipped to [ε, 1 − ε], ε = 1e-12, so log 0 never occurs (sklearn log_loss clips at
+        float64 eps).
 
     >>> round(float(binary_cross_entropy([1, 0], [0.5, 0.5])), 4)
     0.6931
@@ -255,20 +360,23 @@ def binary_cross_entropy(y, y_hat, eps=1e-12):
     0.0
     >>> round(float(binary_cross_entropy([1], [0.0])), 2)
     27.63
+    >>> round(float(binary_cross_entropy([1, 0, 1], [0.8, 0.4, 0.6])), 6)  # −(ln 0.8 + ln 0.6 + ln 0.6)/3
+    0.414932
     """
     y = np.asarray(y, dtype=float)
     y_hat = np.clip(np.asarray(y_hat, dtype=float), eps, 1 - eps)
     return -np.mean(y * np.log(y_hat) + (1 - y) * np.log(1 - y_hat))
 
 
-def cross_entropy(y, y_hat, eps=1e-9):
+def cross_entropy(y, y_hat, eps=1e-12):
     """Categorical cross-entropy: 2-D: mean over rows; 1-D: the plain sum −Σₖ yₖ log ŷₖ.
 
-    Formula: L = −(1/N) Σₙ Σₖ yₙₖ log(ŷₙₖ + ε)
+    Formula: L = −(1/N) Σₙ Σₖ yₙₖ log ŷₙₖ
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.4, eq. 4.108
     Conventions:
       - torch F.cross_entropy takes logits and class indices; reduction=mean by default
       - Keras CategoricalCrossentropy sums over classes and averages over the batch
+      - ŷ is clipped to [ε, 1], ε = 1e-12 as in binary_cross_entropy, so log 0 never occurs.
 
     >>> round(float(cross_entropy([0, 1, 0], [0.25, 0.5, 0.25])), 4)
     0.6931
@@ -276,14 +384,17 @@ def cross_entropy(y, y_hat, eps=1e-9):
     0.6931
     >>> round(float(cross_entropy([[1, 0], [0, 1]], [[1.0, 0.0], [0.5, 0.5]])), 4)
     0.3466
+    >>> round(float(cross_entropy([[0, 0, 1], [0, 1, 0]], [[0.2, 0.3, 0.5], [0.1, 0.8, 0.1]])), 6)
+    0.458145
     """
-    y, y_hat = np.asarray(y, dtype=float), np.asarray(y_hat, dtype=float)
-    per_sample = -np.sum(y * np.log(y_hat + eps), axis=-1)
+    y = np.asarray(y, dtype=float)
+    y_hat = np.clip(np.asarray(y_hat, dtype=float), eps, 1.0)
+    per_sample = -np.sum(y * np.log(y_hat), axis=-1)
     return np.mean(per_sample)
 
 
 def l1_penalty(w, lam):
-    """L1 penalty (Lasso): Added to the loss; drives weights to exactly zero (sparse weights).
+    """L1 penalty (Lasso): Added to the loss; drives some weights to exactly zero (sparse weights).
 
     Formula: L + λ Σⱼ |wⱼ|
     Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.4.2
@@ -329,6 +440,8 @@ def entropy(p, base=2):
     0.0
     >>> float(entropy([0.25, 0.25, 0.25, 0.25]))
     2.0
+    >>> float(entropy([0.5, 0.25, 0.25]))  # ½·1 + ¼·2 + ¼·2 bits
+    1.5
     """
     p = np.asarray(p, dtype=float)
     log_p = np.log(np.where(p > 0, p, 1.0))  # 0·log 0 = 0
@@ -368,11 +481,240 @@ def information_gain(parent, children):
     0.0
     >>> information_gain(['a', 'a', 'a', 'a'], [['a'], ['a', 'a', 'a']])
     0.0
+    >>> round(information_gain([0, 0, 0, 1, 1, 1], [[0, 0, 0, 1], [1, 1]]), 6)  # 1 − (4/6)·H(¾, ¼)
+    0.459148
     """
     sets = [np.asarray(parent)] + [np.asarray(child) for child in children]
     h = [entropy(np.unique(s, return_counts=True)[1] / max(s.size, 1)) for s in sets]
     weights = [s.size / sets[0].size for s in sets[1:]]
     return float(h[0] - np.dot(weights, h[1:]))
+
+
+def ols_fit(X, y):
+    """Ordinary least squares: The w that minimises ‖ y − X w ‖²; no intercept (add a column of ones for one). Solve it, never invert Xᵀ X.
+
+    Formula: w = (XᵀX)⁻¹ Xᵀy  (normal equations XᵀX w = Xᵀy)
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.2, eq. 3.6
+    Conventions:
+      - np.linalg.lstsq (SVD) also handles rank-deficient X (minimum-norm w); sklearn
+        LinearRegression(fit_intercept=False) gives the same w.
+      - Forming (XᵀX)⁻¹ squares the condition number of X; QR or SVD does not.
+
+    >>> X = [[1, 2], [3, 1], [0, 1], [2, 2]]
+    >>> np.round(ols_fit(X, [3, 5, 1, 5]), 6).tolist()
+    [1.389831, 0.949153]
+    >>> np.round(ols_fit(X, [0, 5, -1, 2]), 6).tolist()  # exact fit of y = 2x₁ − x₂
+    [2.0, -1.0]
+    """
+    X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+    return np.linalg.lstsq(X, y, rcond=None)[0]  # SVD; never forms (XᵀX)⁻¹
+
+
+def ridge_fit(X, y, lam):
+    """Ridge regression (closed form): Minimises ‖ y − X w ‖² + λ ‖ w ‖²; λ > 0 makes the system invertible and shrinks w.
+
+    Formula: w = (XᵀX + λI)⁻¹ Xᵀy
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §3.4.1, eq. 3.44
+    Conventions:
+      - sklearn Ridge(alpha=λ, fit_intercept=False) minimises the same sum (no 1/n); with an
+        intercept it centres X and y and does not penalise b.
+      - torch weight_decay=λ corresponds to a penalty (λ/2)‖w‖² on a mean loss, not to this λ.
+
+    >>> X = [[1, 2], [3, 1], [0, 1], [2, 2]]
+    >>> np.round(ridge_fit(X, [3, 5, 1, 5], 2.0), 6).tolist()
+    [1.243243, 0.900901]
+    >>> np.round(ridge_fit(X, [3, 5, 1, 5], 0.0), 6).tolist()  # λ = 0: OLS
+    [1.389831, 0.949153]
+    """
+    X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+    return np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ y)  # SPD for λ > 0
+
+
+def bias_variance_decomposition(predictions, y_true, noise_var=0.0):
+    """Bias–variance decomposition: Expected squared error at x over training sets (y = f + ε, Varε = σ²); each term averaged over the points.
+
+    Formula: E[(y − f̂)²] = (E[f̂] − f)² + E[(f̂ − E[f̂])²] + σ²  (bias² + variance + noise)
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §7.3, eq. 7.9
+    Conventions:
+      - predictions has shape (n_models, n_points): one row per model trained on another sample;
+        y_true is the noise-free f(x).
+      - Variance divides by the number of models (population form), so the three terms add up
+        exactly.
+
+    >>> preds = [[1.0, 2.0, 4.0], [2.0, 3.0, 3.0], [3.0, 1.0, 5.0]]
+    >>> [round(v, 6) for v in bias_variance_decomposition(preds, [1.5, 2.5, 3.0], noise_var=0.25)]
+    [0.5, 0.666667, 1.416667]
+    >>> bias_variance_decomposition([[1.0, 3.0], [1.0, 3.0]], [2.0, 2.0])  # identical models: no variance
+    (1.0, 0.0, 1.0)
+    """
+    f_hat = np.asarray(predictions, dtype=float)  # (n_models, n_points)
+    f = np.asarray(y_true, dtype=float)
+    mean_f_hat = f_hat.mean(axis=0)
+    bias_sq = float(np.mean((mean_f_hat - f) ** 2))
+    variance = float(np.mean((f_hat - mean_f_hat) ** 2))
+    expected_error = float(np.mean((f_hat - f) ** 2)) + noise_var  # = bias² + variance + σ²
+    return bias_sq, variance, expected_error
+
+
+def logistic_gradient(X, y, w):
+    """Logistic regression gradient: Gradient of the mean log loss: the residuals σ(xᵢᵀ w) − yᵢ weighted by the features.
+
+    Formula: ∇_w L = (1/n) Xᵀ(σ(Xw) − y)
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §4.3.2, eq. 4.91
+    Conventions:
+      - Bishop sums over samples (no 1/n); torch BCEWithLogitsLoss(reduction=mean) gives this
+        mean gradient.
+      - An intercept is a column of ones in X.
+
+    >>> X = [[1, 2], [0, -1], [3, 1]]
+    >>> np.round(logistic_gradient(X, [1, 0, 1], [0.5, -0.25]), 6).tolist()
+    [-0.389367, -0.594959]
+    >>> logistic_gradient([[1.0], [-1.0]], [1, 0], [0.0]).tolist()  # σ(0) = ½: (−½ − ½)/2
+    [-0.5]
+    """
+    X = np.asarray(X, dtype=float)
+    residual = sigmoid(X @ np.asarray(w, dtype=float)) - np.asarray(y, dtype=float)
+    return X.T @ residual / X.shape[0]
+
+
+def hinge_loss(y, scores):
+    """Hinge loss (SVM): Zero once a point is on the right side with margin yᵢ sᵢ ≥ 1; linear beyond. The soft-margin SVM minimises it plus λ ‖ w ‖².
+
+    Formula: L = (1/n) Σᵢ max(0, 1 − yᵢsᵢ),  yᵢ ∈ {−1, +1}
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §12.3.2
+    Conventions:
+      - sklearn hinge_loss(y_true, pred_decision) maps two labels to −1/+1 itself; for several
+        classes it uses the Crammer–Singer form.
+      - torch has no binary hinge loss; MultiMarginLoss is the multiclass one, SoftMarginLoss
+        the logistic log(1 + e^{−ys}).
+
+    >>> hinge_loss([1, -1, 1, -1], [2.0, -0.5, 0.3, 0.8])  # (0 + 0.5 + 0.7 + 1.8) / 4
+    0.75
+    >>> hinge_loss([1, -1], [1.0, -3.0])  # both beyond the margin
+    0.0
+    """
+    margins = np.asarray(y, dtype=float) * np.asarray(scores, dtype=float)
+    return float(np.mean(np.maximum(0.0, 1.0 - margins)))
+
+
+def rbf_kernel(X, Y, gamma):
+    """RBF (Gaussian) kernel: Similarity in (0, 1]: 1 for equal points, decaying with squared distance; larger γ means a narrower bump.
+
+    Formula: Kᵢⱼ = exp(−γ‖xᵢ − yⱼ‖²),  γ = 1/(2σ²)
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §6.2, eq. 6.23
+    Conventions:
+      - sklearn rbf_kernel(X, Y, gamma) is the same; its default γ = 1/n_features. Bishop and
+        GPs write exp(−‖x − y‖²/(2σ²)).
+      - sklearn SVC(gamma=scale) uses γ = 1/(n_features · X.var()).
+
+    >>> np.round(rbf_kernel([[0, 0], [1, 2]], [[1, 0], [0, 3], [2, 2]], 0.5), 6).tolist()
+    [[0.606531, 0.011109, 0.018316], [0.135335, 0.367879, 0.606531]]
+    >>> rbf_kernel([[1.5, -2.0]], [[1.5, -2.0]], 10.0).tolist()
+    [[1.0]]
+    """
+    X, Y = np.atleast_2d(np.asarray(X, dtype=float)), np.atleast_2d(np.asarray(Y, dtype=float))
+    sq_dist = np.sum((X[:, None, :] - Y[None, :, :]) ** 2, axis=-1)  # (len(X), len(Y))
+    return np.exp(-gamma * sq_dist)
+
+
+def kmeans_objective(X, centers, labels):
+    """k-means objective: Within-cluster sum of squares: what each Lloyd step lowers (or keeps) until it converges to a local minimum.
+
+    Formula: J = Σₙ ‖xₙ − μ_{cₙ}‖²  (cₙ = cluster of xₙ)
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §9.1, eq. 9.1
+    Conventions:
+      - sklearn KMeans.inertia_ is this sum (not a mean) for its labels_ and cluster_centers_.
+
+    >>> X = [[0, 0], [1, 0], [0, 1], [5, 5], [6, 5], [2.5, 2.5]]
+    >>> kmeans_objective(X, [[0.875, 0.875], [5.5, 5.0]], [0, 0, 0, 1, 1, 0])
+    8.875
+    >>> kmeans_objective(X, [[0, 0], [5, 5]], [0, 0, 0, 1, 1, 1])  # 0+1+1+0+1+12.5
+    15.5
+    """
+    X, centers = np.asarray(X, dtype=float), np.asarray(centers, dtype=float)
+    return float(np.sum((X - centers[np.asarray(labels)]) ** 2))
+
+
+def kmeans_step(X, centers):
+    """k-means (Lloyd) step: Assign every point to its nearest centre, then move each centre to the mean of its points. An empty cluster keeps its centre here.
+
+    Formula: cₙ = argminₖ ‖xₙ − μₖ‖²;  μₖ ← mean of the xₙ with cₙ = k
+    Source: Bishop, Pattern Recognition and Machine Learning (2006), §9.1, eqs. 9.2 and 9.4
+    Conventions:
+      - sklearn KMeans moves an empty cluster to a far-away point instead; ties here go to the
+        lower cluster index.
+
+    >>> X = [[0, 0], [1, 0], [0, 1], [5, 5], [6, 5], [2.5, 2.5]]
+    >>> labels, centers = kmeans_step(X, [[0, 0], [5, 5], [20, 20]])  # (2.5, 2.5) is a tie
+    >>> labels.tolist()
+    [0, 0, 0, 1, 1, 0]
+    >>> centers.tolist()  # cluster 2 is empty and stays at (20, 20)
+    [[0.875, 0.875], [5.5, 5.0], [20.0, 20.0]]
+    """
+    X, centers = np.asarray(X, dtype=float), np.asarray(centers, dtype=float)
+    sq_dist = np.sum((X[:, None, :] - centers[None, :, :]) ** 2, axis=-1)
+    labels = np.argmin(sq_dist, axis=1)  # ties go to the lower cluster index
+    new_centers = centers.copy()  # an empty cluster keeps its centre
+    for k in range(centers.shape[0]):
+        members = X[labels == k]
+        if len(members):
+            new_centers[k] = members.mean(axis=0)
+    return labels, new_centers
+
+
+def laplace_smoothed_log_probs(class_term_counts, alpha=1.0):
+    """Laplace (add-α) smoothing: Multinomial naive Bayes term probabilities; adding α to every count keeps unseen terms from zeroing a class (α = 1: Laplace).
+
+    Formula: log P̂(t | c) = log((N_ct + α) / (Σ_t′ N_ct′ + αV)),  V = vocabulary size
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §13.2, eq. 13.7
+    Conventions:
+      - class_term_counts has one row per class; equals sklearn
+        MultinomialNB(alpha=α).feature_log_prob_.
+
+    >>> counts = [[3, 0, 1], [0, 2, 2]]
+    >>> np.round(np.exp(laplace_smoothed_log_probs(counts)), 6).tolist()  # (3+1)/7, 1/7, 2/7 ...
+    [[0.571429, 0.142857, 0.285714], [0.142857, 0.428571, 0.428571]]
+    >>> np.round(laplace_smoothed_log_probs(counts, alpha=0.5), 6).tolist()
+    [[-0.451985, -2.397895, -1.299283], [-2.397895, -0.788457, -0.788457]]
+    """
+    smoothed = np.asarray(class_term_counts, dtype=float) + alpha  # (classes, terms)
+    return np.log(smoothed) - np.log(smoothed.sum(axis=-1, keepdims=True))
+
+
+def xgboost_leaf_weight(g, h, lam):
+    """XGBoost optimal leaf weight: One Newton step on the leaf's samples: loss gradients gᵢ and Hessians hᵢ; λ is the L2 penalty on leaf weights.
+
+    Formula: w* = −Σᵢ gᵢ / (Σᵢ hᵢ + λ)  over the samples in the leaf
+    Source: Chen & Guestrin, XGBoost, KDD (2016), §2.2, eq. 5
+    Conventions:
+      - Squared error: gᵢ = ŷᵢ − yᵢ, hᵢ = 1. Log loss: gᵢ = pᵢ − yᵢ, hᵢ = pᵢ(1 − pᵢ). The tree
+        then adds η·w* (learning rate η).
+
+    >>> round(xgboost_leaf_weight([0.5, -1.2, 0.3], [0.25, 0.21, 0.24], 1.0), 6)  # 0.4 / 1.7
+    0.235294
+    >>> xgboost_leaf_weight([2.0, 1.0], [1.0, 0.5], 0.0)
+    -2.0
+    """
+    return -float(np.sum(g)) / (float(np.sum(h)) + lam)
+
+
+def huber_loss(y, y_hat, delta=1.0):
+    """Huber loss: Squared error near zero, absolute error in the tails: less swayed by outliers than MSE, smooth unlike MAE.
+
+    Formula: L_δ(r) = ½r² if |r| ≤ δ, else δ(|r| − ½δ);  r = y − ŷ, averaged over samples
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §10.6, eq. 10.23
+    Conventions:
+      - torch huber_loss(delta=δ) is this, averaged; torch smooth_l1_loss(beta=δ) is this
+        divided by δ.
+      - ESL writes twice this: r² inside, 2δ|r| − δ² outside.
+
+    >>> huber_loss([0, 0, 0, 0], [0.5, -2.0, 1.0, 3.0])  # (0.125 + 1.5 + 0.5 + 2.5) / 4
+    1.15625
+    >>> huber_loss([0, 0, 0, 0], [0.5, -2.0, 1.0, 3.0], delta=2.0)  # (0.125 + 2 + 0.5 + 4) / 4
+    1.65625
+    """
+    r = np.abs(np.asarray(y, dtype=float) - np.asarray(y_hat, dtype=float))
+    return float(np.mean(np.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta))))
 
 
 # --- Metrics -------------------------------------------------------------------------
@@ -404,6 +746,8 @@ def recall(tp, fn):
 
     >>> recall(3, 3)
     0.5
+    >>> recall(1, 3)  # one of four positives found
+    0.25
     >>> recall(0, 0)
     0.0
     """
@@ -437,7 +781,8 @@ def roc_auc(y_true, scores):
     Source: Fawcett, An introduction to ROC analysis, Pattern Recognition Letters (2006), §7
     Conventions:
       - Computed from average ranks (Mann–Whitney U); sklearn roc_auc_score gives the same value
-      - sklearn raises when y_true holds one class only; so does this function
+      - With one class in y_true AUC is undefined: sklearn ≥ 1.6 warns and returns nan (≤ 1.4
+        raised ValueError); this function raises ValueError
 
     >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
     0.75
@@ -445,6 +790,8 @@ def roc_auc(y_true, scores):
     1.0
     >>> roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])
     0.5
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.5, 0.5, 0.8])  # one tied pair counts ½: (1 + ½ + 2)/4
+    0.875
     """
     y = np.asarray(y_true).astype(bool)
     _, inverse, counts = np.unique(np.asarray(scores, dtype=float),
@@ -485,6 +832,182 @@ def average_precision(y_true, scores):
     return float(np.sum(np.diff(recall_n, prepend=0.0) * precision_n))
 
 
+def ndcg_at_k(relevance, k=None, gain="exponential"):
+    """NDCG@k: Graded relevance rᵢ in ranked order, discounted by position; divided by the DCG of the best possible order (IDCG), so 1 is perfect. 0 when nothing is relevant.
+
+    Formula: DCG@k = Σᵢ₌₁ᵏ (2^rᵢ − 1)/log₂(i + 1);  NDCG@k = DCG@k / IDCG@k  (IDCG: the same for the ideal order)
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.4
+    Conventions:
+      - gain=exponential uses 2^r − 1 (IIR, Burges et al.); gain=linear uses r, like sklearn
+        ndcg_score. Equal for 0/1 relevance.
+      - sklearn ndcg_score takes true relevances and scores and averages tied scores; here the
+        list is already in ranked order.
+
+    >>> round(ndcg_at_k([3, 2, 3, 0, 1, 2], k=3), 6)
+    0.959454
+    >>> round(ndcg_at_k([3, 2, 3, 0, 1, 2], k=3, gain='linear'), 6)
+    0.977781
+    >>> round(ndcg_at_k([3, 2, 3, 0, 1, 2]), 6)
+    0.948811
+    >>> ndcg_at_k([0, 0, 0], k=2)
+    0.0
+    """
+    rel = np.asarray(relevance, dtype=float)  # relevance of the items in ranked order
+    if gain not in ("exponential", "linear"):
+        raise ValueError("gain must be 'exponential' or 'linear'")
+    k = rel.size if k is None else min(k, rel.size)
+    gains = 2.0**rel - 1.0 if gain == "exponential" else rel
+    ideal = np.sort(gains)[::-1]  # the best possible order
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))  # 1/log₂(i + 1), i = 1..k
+    idcg = float(np.sum(ideal[:k] * discounts))
+    return float(np.sum(gains[:k] * discounts)) / idcg if idcg > 0 else 0.0
+
+
+def precision_at_k(relevant, k):
+    """Precision@k: Fraction of the top k results that are relevant.
+
+    Formula: P@k = (1/k) Σᵢ₌₁ᵏ relᵢ,  relᵢ ∈ {0, 1} in ranked order
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.4
+    Conventions:
+      - A list shorter than k still divides by k (missing results count as not relevant).
+
+    >>> round(precision_at_k([1, 0, 1, 1, 0], 3), 6)
+    0.666667
+    >>> precision_at_k([1, 0, 1, 1, 0], 5)
+    0.6
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    return float(np.sum(np.asarray(relevant, dtype=float)[:k])) / k
+
+
+def recall_at_k(relevant, k, n_relevant):
+    """Recall@k: Fraction of all relevant items that appear in the top k; 0 when there are none.
+
+    Formula: R@k = (1/n_rel) Σᵢ₌₁ᵏ relᵢ,  n_rel = relevant items in the whole collection
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.4
+
+    >>> recall_at_k([1, 0, 1, 1, 0], 3, 5)
+    0.4
+    >>> recall_at_k([1, 0, 1, 1, 0], 1, 4)
+    0.25
+    >>> recall_at_k([0, 0], 2, 0)
+    0.0
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    hits = float(np.sum(np.asarray(relevant, dtype=float)[:k]))
+    return hits / n_relevant if n_relevant > 0 else 0.0
+
+
+def mean_reciprocal_rank(relevance_lists):
+    """Mean reciprocal rank: Average over queries of one over the position of the first relevant result.
+
+    Formula: MRR = (1/|Q|) Σ_q 1/rank_q  (1/rank_q = 0 when query q has no relevant result)
+    Source: Voorhees, The TREC-8 Question Answering Track Report, TREC-8 (1999), §3
+    Conventions:
+      - Each list holds 0/1 relevance in ranked order; lists may differ in length.
+
+    >>> round(mean_reciprocal_rank([[0, 0, 1], [1, 0], [0, 0, 0], [0, 1, 1]]), 6)  # (1/3 + 1 + 0 + 1/2) / 4
+    0.458333
+    >>> mean_reciprocal_rank([[0, 0, 0, 0]])
+    0.0
+    """
+    reciprocal_ranks = []
+    for rel in relevance_lists:
+        hits = np.flatnonzero(np.asarray(rel))
+        reciprocal_ranks.append(1.0 / (hits[0] + 1) if hits.size else 0.0)  # 0 when none relevant
+    return float(np.mean(reciprocal_ranks))
+
+
+def fbeta_score(precision, recall, beta):
+    """F-beta score: Weighted harmonic mean: recall counts β times as much as precision (β = 1: F1, β = 2 favours recall).
+
+    Formula: F_β = (1 + β²)PR / (β²P + R)
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.3, eq. 8.5
+    Conventions:
+      - sklearn fbeta_score works from counts, (1 + β²)TP / ((1 + β²)TP + β²FN + FP): the same
+        value; 0 when P = R = 0.
+
+    >>> round(fbeta_score(0.75, 0.5, 2.0), 6)
+    0.535714
+    >>> round(fbeta_score(0.75, 0.5, 0.5), 6)
+    0.681818
+    >>> fbeta_score(0.0, 0.0, 1.0)
+    0.0
+    """
+    denominator = beta**2 * precision + recall
+    return (1 + beta**2) * precision * recall / denominator if denominator > 0 else 0.0
+
+
+def r2_score(y, y_hat):
+    """Coefficient of determination R²: Share of the variance of y explained; 1 perfect, 0 no better than predicting ȳ, negative when worse.
+
+    Formula: R² = 1 − SS_res/SS_tot = 1 − Σ(yᵢ − ŷᵢ)² / Σ(yᵢ − ȳ)²
+    Source: James, Witten, Hastie & Tibshirani, An Introduction to Statistical Learning (2nd ed., 2021), §3.1.3, eq. 3.17
+    Conventions:
+      - Constant y (SS_tot = 0): 1.0 for a perfect fit, else 0.0, like sklearn
+        r2_score(force_finite=True). 2-D y: the mean over columns.
+
+    >>> round(r2_score([3, -0.5, 2, 7], [2.5, 0.0, 2, 8]), 6)
+    0.948608
+    >>> round(r2_score([1, 2, 4, 3], [2, 2, 2, 2]), 6)  # worse than the mean 2.5
+    -0.2
+    """
+    y, y_hat = np.asarray(y, dtype=float), np.asarray(y_hat, dtype=float)
+    ss_res = np.sum((y - y_hat) ** 2, axis=0)
+    ss_tot = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    safe = np.where(ss_tot > 0, ss_tot, 1.0)
+    r2 = np.where(ss_tot > 0, 1.0 - ss_res / safe, np.where(ss_res == 0, 1.0, 0.0))
+    return float(np.mean(r2))  # several outputs: their plain mean (multioutput=uniform_average)
+
+
+def expected_calibration_error(confidences, correct, n_bins=10):
+    """Expected calibration error: Bin predictions by confidence; in each bin compare the accuracy with the mean confidence, weighted by bin size. 0 = calibrated.
+
+    Formula: ECE = Σₘ (|Bₘ|/n)·|acc(Bₘ) − conf(Bₘ)|,  Bₘ = samples with confidence in ((m−1)/M, m/M]
+    Source: Guo, Pleiss, Sun & Weinberger, On Calibration of Modern Neural Networks, ICML (2017), §2, eq. 3
+    Conventions:
+      - Equal-width bins closed on the right as in Guo et al., confidence 0 in the first;
+        implementations that close bins on the left move confidences lying exactly on an edge.
+
+    >>> conf, correct = [0.95, 0.9, 0.72, 0.65, 0.3, 0.55], [1, 0, 1, 1, 0, 0]
+    >>> round(expected_calibration_error(conf, correct, n_bins=5), 6)  # (0.85 + 0.63 + 0.3 + 0.55) / 6
+    0.388333
+    >>> round(expected_calibration_error(conf, correct), 6)  # 10 bins: one sample each
+    0.405
+    >>> round(expected_calibration_error([0.6, 0.7], [1, 0], n_bins=5), 6)  # 0.6 is in (0.4, 0.6]
+    0.55
+    """
+    conf = np.asarray(confidences, dtype=float)
+    acc = np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)  # (lo, hi]
+    ece = 0.0
+    for m in range(n_bins):
+        in_bin = bins == m
+        if in_bin.any():
+            ece += in_bin.mean() * abs(acc[in_bin].mean() - conf[in_bin].mean())
+    return float(ece)
+
+
+def brier_score(y, p):
+    """Brier score: Mean squared error of predicted probabilities; rewards calibration and sharpness. 0 is perfect, 0.25 is always saying ½.
+
+    Formula: BS = (1/n) Σᵢ (pᵢ − yᵢ)²,  yᵢ ∈ {0, 1}
+    Source: Brier, Verification of Forecasts Expressed in Terms of Probability, Monthly Weather Review 78 (1950), p. 1
+    Conventions:
+      - Equals sklearn brier_score_loss for binary y. Brier's original sums over both classes,
+        giving twice this.
+
+    >>> round(brier_score([0, 1, 1, 0], [0.1, 0.9, 0.8, 0.3]), 6)  # (0.01 + 0.01 + 0.04 + 0.09) / 4
+    0.0375
+    >>> brier_score([1, 0], [0.5, 0.5])
+    0.25
+    """
+    return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
 # --- Neural networks -----------------------------------------------------------------
 
 
@@ -499,6 +1022,9 @@ def dense_forward(x, W, b):
     >>> a, z = dense_forward([1.0, 2.0], [[1.0, -1.0], [0.0, 0.0]], [1.0, 0.0])
     >>> z.tolist(), a.tolist()
     ([0.0, 0.0], [0.5, 0.5])
+    >>> a, z = dense_forward([2.0, 1.0], [[1.0, -1.0], [0.5, 0.0]], [np.log(3) - 1, -1.0])
+    >>> np.round(z, 6).tolist(), np.round(a, 6).tolist()  # z = (ln 3, 0)
+    ([1.098612, 0.0], [0.75, 0.5])
     >>> dense_forward(np.ones((4, 3)), np.zeros((2, 3)), np.zeros(2))[0].shape
     (4, 2)
     """
@@ -507,7 +1033,7 @@ def dense_forward(x, W, b):
 
 
 def dense_backward(x, W, b, grad_a):
-    """Backprop (dense layer): Chain rule ∂L/∂a · ∂a/∂z · ∂z/∂W, written for a batch of rows.
+    """Backprop (dense layer): Chain rule ∂L/∂a · ∂a/∂z · ∂z/∂W for a sigmoid layer, batch of rows; other activations change ∂a/∂z.
 
     Formula: δ = ∂L/∂a ⊙ σ′(z); ∂L/∂W = δᵀX (one sample: δxᵀ); ∂L/∂b = Σₙ δₙ; ∂L/∂x = δW
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.4, Alg. 6.4
@@ -573,6 +1099,8 @@ def sigmoid_grad(z):
     0.25
     >>> sigmoid_grad([-1000.0, 1000.0]).tolist()
     [0.0, 0.0]
+    >>> float(sigmoid_grad(np.log(3)))  # σ = 0.75: 0.75 · 0.25
+    0.1875
     """
     s = sigmoid(z)
     return s * (1.0 - s)
@@ -616,7 +1144,7 @@ def xavier_normal(n_in, n_out, rng):
 
 
 def he_normal(n_in, n_out, rng):
-    """He (Kaiming) init: Doubles the fan-in variance to make up for ReLU zeroing half the units.
+    """He (Kaiming) init: Twice LeCun's variance 1/nᵢₙ, as ReLU zeroes about half its inputs and halves E[a²].
 
     Formula: W ~ N(0, 2/nᵢₙ)
     Source: He et al. (2015), Delving Deep into Rectifiers, §2.2, eq. 10
@@ -641,11 +1169,18 @@ def batch_norm(x, gamma, beta, eps=1e-5):
       - Uses the biased batch variance; torch stores the unbiased one in running_var
       - At inference frameworks use running mean/var, not batch statistics
       - Default ε: 1e-5 in PyTorch, 1e-3 in Keras
+      - Conv maps (N, C, H, W): BatchNorm2d keeps one μ, σ² per channel over axes (0, 2, 3);
+        here pass x.transpose(0, 2, 3, 1).reshape(-1, C).
+      - Running averages: torch momentum=0.1 weights the new batch by 0.1; Keras momentum=0.99
+        weights the old average by 0.99: the same update.
 
     >>> batch_norm([[1, 10], [3, 30]], [2, 1], [0, 5], eps=0.0).tolist()
     [[-2.0, 4.0], [2.0, 6.0]]
     >>> batch_norm([[5.0], [5.0]], 1.0, 0.0).tolist()
     [[0.0], [0.0]]
+    >>> y = batch_norm([[0.0, 1.0], [2.0, 5.0]], [4.0, 1.0], [1.0, 0.0], eps=3.0)  # σ² = 1 and 4
+    >>> np.round(y, 6).tolist()  # ε inside the root: (x − μ)/√(1 + 3) = ±0.5 in column 0
+    [[-1.0, -0.755929], [3.0, 0.755929]]
     """
     x = np.asarray(x, dtype=float)
     x_hat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + eps)
@@ -667,6 +1202,9 @@ def dropout(x, p, rng):
     [0.0, 2.0]
     >>> bool(abs(dropout(np.ones(100_000), 0.2, np.random.default_rng(0)).mean() - 1) < 0.01)
     True
+    >>> y = dropout(np.tile([1.0, 2.0, 3.0, 4.0], 1000), 0.25, np.random.default_rng(0))
+    >>> np.unique(np.round(y, 4)).tolist()  # kept units are x / 0.75
+    [0.0, 1.3333, 2.6667, 4.0, 5.3333]
     >>> dropout([1.0], 1.0, np.random.default_rng(0))
     Traceback (most recent call last):
     ValueError: p must be in [0, 1), got 1.0
@@ -678,6 +1216,261 @@ def dropout(x, p, rng):
         return x
     keep = rng.random(x.shape) >= p
     return np.where(keep, x / (1 - p), 0.0)
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    """Layer normalization: Standardise each sample over its d features (last axis), then scale by γ and shift by β; no batch statistics, so train and test behave alike.
+
+    Formula: y = γ ⊙ (x − μ)/√(σ² + ε) + β,  μ = mean of x, σ² = mean of (x − μ)² (÷d), over the last axis
+    Source: Ba, Kiros & Hinton, Layer Normalization (2016), §3, eq. 4
+    Conventions:
+      - torch F.layer_norm / nn.LayerNorm: biased variance (÷d), ε = 1e-5 inside the root, as
+        here; Keras LayerNormalization uses ε = 1e-3.
+      - torch normalized_shape may span several trailing axes; here only the last one. The paper
+        writes no ε.
+
+    >>> np.round(layer_norm([1, 2, 6], [1, 2, 0.5], [0, 1, -1], eps=1.0), 4).tolist()  # σ² = 14/3
+    [-0.8402, 0.1598, -0.3699]
+    >>> np.round(layer_norm([1, 2, 6], [1, 2, 0.5], [0, 1, -1]), 4).tolist()  # ε = 1e-5
+    [-0.9258, 0.0742, -0.3056]
+    >>> np.round(layer_norm([[1, 2, 6], [0, 0, 3]], [1, 2, 0.5], [0, 1, -1], eps=1.0), 4).tolist()  # each row alone
+    [[-0.8402, 0.1598, -0.3699], [-0.5774, -0.1547, -0.4226]]
+    """
+    x = np.asarray(x, dtype=float)
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return np.asarray(gamma, dtype=float) * (x - mu) / np.sqrt(var + eps) + np.asarray(beta, dtype=float)
+
+
+def rms_norm(x, g, eps=1e-6):
+    """RMSNorm: LayerNorm without centring or bias: divide by the root mean square of the features, then scale by g. Cheaper; used by T5 and LLaMA.
+
+    Formula: y = x / √(mean(x²) + ε) ⊙ g, over the last axis
+    Source: Zhang & Sennrich, Root Mean Square Layer Normalization (NeurIPS 2019), §4, eq. 4
+    Conventions:
+      - torch F.rms_norm(x, (d,), weight=g, eps=eps) and nn.RMSNorm match; with eps=None torch
+        uses torch.finfo(dtype).eps.
+      - LLaMA uses ε = 1e-6 (1e-5 in Llama 2 and 3), inside the root as here; the paper writes
+        no ε.
+
+    >>> np.round(rms_norm([3, -1, 1], [2, 1, -1], eps=0.5), 4).tolist()  # mean(x²) = 11/3, + 0.5
+    [2.9394, -0.4899, -0.4899]
+    >>> np.round(rms_norm([3, 4], [1, 2]), 6).tolist()  # rms = √12.5
+    [0.848528, 2.262742]
+    >>> np.round(rms_norm([[3, -1, 1], [0, 0, 2]], [2, 1, -1], eps=0.5), 4).tolist()
+    [[2.9394, -0.4899, -0.4899], [0.0, 0.0, -1.4771]]
+    """
+    x = np.asarray(x, dtype=float)
+    rms = np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)
+    return x / rms * np.asarray(g, dtype=float)
+
+
+def gelu(x, approximate="none"):
+    """GELU: Weights the input by the probability Φ(x) that a standard normal is below it: a smooth ReLU, slightly negative for x < 0. BERT, GPT and ViT use it.
+
+    Formula: GELU(x) = x·Φ(x) = ½x(1 + erf(x/√2)) ≈ ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
+    Source: Hendrycks & Gimpel, Gaussian Error Linear Units (GELUs) (2016), §2
+    Conventions:
+      - torch F.gelu(x, approximate="none" | "tanh"); the tanh form differs by < 5e-4 (BERT and
+        GPT-2 used it).
+      - jax.nn.gelu defaults to the tanh form (approximate=True); Keras gelu defaults to the
+        exact one.
+      - NumPy has no erf: the tail 1 − Φ(|x|) comes from its series (small |x|) or continued
+        fraction (large |x|), so x Φ(x) keeps relative precision far into the negative tail.
+
+    >>> np.round(gelu([-1.0, 0.0, 0.5, 2.0]), 6).tolist()  # x·Φ(x): Φ(−1) = 0.158655
+    [-0.158655, 0.0, 0.345731, 1.9545]
+    >>> np.round(gelu([-1.0, 0.0, 0.5, 2.0], approximate="tanh"), 6).tolist()
+    [-0.158808, 0.0, 0.345714, 1.954598]
+    >>> f'{float(gelu(-3.0)):.6e}', f'{float(gelu(-3.0, approximate="tanh")):.6e}'  # tails differ
+    ('-4.049694e-03', '-3.637392e-03')
+    >>> gelu(1.0, approximate="sigmoid")
+    Traceback (most recent call last):
+    ValueError: approximate must be "none" or "tanh", got 'sigmoid'
+    """
+    x = np.asarray(x, dtype=float)
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    if approximate != "none":
+        raise ValueError(f'approximate must be "none" or "tanh", got {approximate!r}')
+    a = np.abs(x) / np.sqrt(2)
+    small = np.minimum(a, 2.5)  # erf series with positive terms: no cancellation
+    term, total = small, small.copy()
+    for n in range(1, 80):
+        term = term * 2 * small**2 / (2 * n + 1)
+        total = total + term
+    erfc_small = 1 - 2 / np.sqrt(np.pi) * np.exp(-small**2) * total
+    big = np.maximum(a, 2.5)  # continued fraction of erfc for the tail
+    f = big
+    for k in range(80, 0, -1):
+        f = big + (k / 2) / f
+    erfc_big = np.exp(-big**2) / (np.sqrt(np.pi) * f)
+    tail = np.where(a < 2.5, erfc_small, erfc_big)  # erfc(|x|/√2) = 2 Φ(−|x|)
+    return x * np.where(x < 0, 0.5 * tail, 1 - 0.5 * tail)
+
+
+def tanh_grad(z):
+    """Tanh derivative: Peaks at 1 for z = 0, vanishes for large |z| (saturation); RNN and LSTM backprop multiply by it at every step.
+
+    Formula: tanh′(z) = 1 − tanh²(z)
+    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.3.2
+    Conventions:
+      - torch autograd of torch.tanh gives the same, computed from the output y as 1 − y².
+
+    >>> np.round(tanh_grad([0.0, np.log(3), -np.log(2)]), 12).tolist()  # tanh(ln 3) = 0.8, tanh(ln 2) = 0.6
+    [1.0, 0.36, 0.64]
+    >>> float(tanh_grad(1000.0))
+    0.0
+    """
+    t = np.tanh(np.asarray(z, dtype=float))
+    return 1.0 - t * t
+
+
+def silu(z):
+    """SiLU (Swish): Input times its sigmoid: smooth, non-monotonic (minimum ≈ −0.278 at z ≈ −1.28); the gate of SwiGLU.
+
+    Formula: SiLU(z) = z·σ(z) = z / (1 + e^(−z))
+    Source: Elfwing, Uchibe & Doya, Sigmoid-Weighted Linear Units (Neural Networks, 2018), §2
+    Conventions:
+      - torch F.silu / nn.SiLU; Swish (Ramachandran et al., 2017) is z·σ(βz), equal to SiLU for
+        β = 1.
+
+    >>> np.round(silu([0.0, np.log(3), -np.log(3), 2.0]), 6).tolist()  # σ(ln 3) = 0.75
+    [0.0, 0.823959, -0.274653, 1.761594]
+    >>> float(silu(-1000.0))
+    -0.0
+    """
+    z = np.asarray(z, dtype=float)
+    return z * sigmoid(z)
+
+
+def swiglu(x, W, V, W2):
+    """SwiGLU feed-forward: A gated feed-forward block: the SiLU of one projection gates another, then W₂ projects back. LLaMA, PaLM and Mistral use it.
+
+    Formula: FFN_SwiGLU(x) = (SiLU(xW) ⊙ xV) W₂
+    Source: Shazeer, GLU Variants Improve Transformer (2020), §2, eq. 6
+    Conventions:
+      - x @ W layout as in the paper: W, V are (d, d_ff), W₂ (d_ff, d). torch nn.Linear weights
+        are (out, in): W = w1.weight.T (gate), V = w3.weight.T (up), W₂ = w2.weight.T in LLaMA.
+      - No biases. d_ff ≈ (2/3)·4d keeps the parameter count of a 4d ReLU FFN (three matrices
+        instead of two).
+
+    >>> W, V = [[1, 0, 2], [0.5, 1, -1]], [[2, 1, 0], [-1, 0.25, 1]]  # d = 2, d_ff = 3
+    >>> W2 = [[1, 0], [2, 1], [1, -1]]
+    >>> np.round(swiglu([[1.0, -2.0]], W, V, W2), 4).tolist()  # xW = [0, −2, 4], xV = [4, 0.5, −2]
+    [[-8.0945, 7.7369]]
+    >>> swiglu(np.ones((5, 2)), W, V, W2).shape
+    (5, 2)
+    """
+    x = np.asarray(x, dtype=float)
+    return (silu(x @ np.asarray(W, dtype=float)) * (x @ np.asarray(V, dtype=float))) @ np.asarray(W2, dtype=float)
+
+
+def label_smoothing_cross_entropy(logits, target, alpha):
+    """Label-smoothing cross-entropy: Cross-entropy against a target that keeps 1 − α on the true class and spreads α evenly over all K classes; discourages over-confident logits.
+
+    Formula: L = −(1/N) Σₙ Σₖ qₙₖ log softmax(zₙ)ₖ,  qₙₖ = (1 − α)[k = yₙ] + α/K
+    Source: Szegedy et al., Rethinking the Inception Architecture for Computer Vision (CVPR 2016), §7
+    Conventions:
+      - torch F.cross_entropy(logits, y, label_smoothing=α) and Keras
+        CategoricalCrossentropy(label_smoothing=α) spread α over all K classes, the true one
+        included (it gets 1 − α + α/K).
+      - logits are (N, K) raw scores, y integer class indices; the mean is over the N rows.
+
+    >>> logits, y = [[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]], [0, 2]
+    >>> round(label_smoothing_cross_entropy(logits, y, 0.3), 6)
+    1.217107
+    >>> round(label_smoothing_cross_entropy(logits, y, 0.0), 6)  # plain cross-entropy
+    1.067107
+    >>> round(label_smoothing_cross_entropy([[0.0, 0.0, 0.0, 0.0]], [3], 0.5), 6)  # uniform logits: ln 4
+    1.386294
+    """
+    z = np.atleast_2d(np.asarray(logits, dtype=float))
+    y = np.atleast_1d(np.asarray(target, dtype=int))
+    shifted = z - z.max(axis=-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    nll = -log_p[np.arange(len(y)), y]
+    uniform = -log_p.mean(axis=-1)
+    return float(np.mean((1 - alpha) * nll + alpha * uniform))
+
+
+def focal_loss(p, y, gamma=2.0, alpha=0.25):
+    """Focal loss: Binary cross-entropy down-weighted by (1 − pₜ)ᵞ on well-classified examples, so training focuses on hard ones; α weights the positives. γ = 0, α = 0.5 is half the BCE.
+
+    Formula: FL = −mean αₜ(1 − pₜ)^γ log pₜ,  pₜ = p if y = 1 else 1 − p,  αₜ = α if y = 1 else 1 − α
+    Source: Lin et al., Focal Loss for Dense Object Detection (ICCV 2017), §3.2, eq. 5
+    Conventions:
+      - torchvision.ops.sigmoid_focal_loss takes logits and reduces with "none" by default; this
+        takes probabilities and returns the mean. alpha=-1 there turns the α weighting off.
+      - p is P(y = 1); pₜ = 0 gives an infinite loss (no clipping here).
+
+    >>> p, y = [0.9, 0.3, 0.2, 0.6], [1, 1, 0, 0]
+    >>> round(focal_loss(p, y), 6)
+    0.100461
+    >>> round(focal_loss(p, y, gamma=0.5), 6)
+    0.21683
+    >>> round(focal_loss(p, y, gamma=0.0, alpha=0.5), 6)  # half the binary cross-entropy
+    0.306096
+    """
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+    p_t = y * p + (1 - y) * (1 - p)
+    alpha_t = y * alpha + (1 - y) * (1 - alpha)
+    return float(np.mean(-alpha_t * (1 - p_t) ** gamma * np.log(p_t)))
+
+
+def distillation_loss(student_logits, teacher_logits, y, T, alpha):
+    """Knowledge distillation loss: The student fits the labels and the teacher's temperature-softened distribution; T² keeps the soft term's gradients the same size as T changes.
+
+    Formula: L = (1 − α)·CE(softmax(s), y) + α·T²·KL(softmax(t/T) ‖ softmax(s/T)), mean over rows; s student, t teacher logits
+    Source: Hinton, Vinyals & Dean, Distilling the Knowledge in a Neural Network (2015), §2
+    Conventions:
+      - torch: (1 − α)·F.cross_entropy(s, y) + α·T²·F.kl_div(F.log_softmax(s/T), F.softmax(t/T),
+        reduction="batchmean"); reduction="mean" would divide by N·K.
+      - Some code puts α on the hard term instead; check which term α weights.
+
+    >>> s, t, y = [[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]], [[2.0, 1.0, 0.5], [1.0, 0.0, 2.0]], [1, 2]
+    >>> round(distillation_loss(s, t, y, T=2.0, alpha=0.7), 6)
+    0.378291
+    >>> round(distillation_loss(s, s, y, T=2.0, alpha=0.7), 6)  # teacher = student: KL = 0, 0.3·CE
+    0.071023
+    >>> round(distillation_loss([[0.0, 0.0]], [[0.0, 0.0]], [0], T=4.0, alpha=0.0), 6)  # CE only: ln 2
+    0.693147
+    """
+    def log_softmax(z):
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    s = np.atleast_2d(np.asarray(student_logits, dtype=float))
+    t = np.atleast_2d(np.asarray(teacher_logits, dtype=float))
+    y = np.atleast_1d(np.asarray(y, dtype=int))
+    hard = -log_softmax(s)[np.arange(len(y)), y]
+    log_p, log_q = log_softmax(t / T), log_softmax(s / T)
+    kl = np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
+    return float(np.mean((1 - alpha) * hard + alpha * T**2 * kl))
+
+
+def clip_grad_norm(grads, max_norm):
+    """Gradient clipping (global norm): If the gradient of all parameters together is longer than c, scale every array by the same factor so its norm becomes c; the direction is kept. Stops exploding gradients.
+
+    Formula: gⱼ ← gⱼ·min(1, c/(‖g‖ + 1e-6)),  ‖g‖ = √(Σⱼ Σᵢ gⱼᵢ²) over all the arrays together
+    Source: Pascanu, Mikolov & Bengio, On the difficulty of training RNNs (ICML 2013), §3.2, Alg. 1
+    Conventions:
+      - torch.nn.utils.clip_grad_norm_ adds 1e-6 to the norm as here, scales in place and
+        returns the norm before clipping; this returns the clipped arrays.
+      - Keras clipnorm clips each array by its own norm; global_clipnorm and
+        tf.clip_by_global_norm clip jointly, without the 1e-6.
+
+    >>> [g.tolist() for g in clip_grad_norm([[3.0, 4.0], [[0.0], [12.0]]], 26.0)]  # ‖g‖ = 13 < 26: unchanged
+    [[3.0, 4.0], [[0.0], [12.0]]]
+    >>> [np.round(g, 6).tolist() for g in clip_grad_norm([[3.0, 4.0], [[0.0], [12.0]]], 6.5)]  # halved
+    [[1.5, 2.0], [[0.0], [6.0]]]
+    >>> [np.round(g * 1e8, 6).tolist() for g in clip_grad_norm([[3e-7], [4e-7]], 1e-7)]  # 1e-6 matters: ×1/15
+    [[2.0], [2.666667]]
+    """
+    grads = [np.asarray(g, dtype=float) for g in grads]
+    total = np.sqrt(sum(np.sum(g * g) for g in grads))
+    scale = min(1.0, max_norm / (total + 1e-6))
+    return [g * scale for g in grads]
 
 
 # --- Optimization --------------------------------------------------------------------
@@ -740,6 +1533,12 @@ def adam_step(theta, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
     >>> theta, m, v = adam_step(theta, g, m, v, t=2, lr=0.1)
     >>> np.round(theta, 4).tolist()  # bias correction: constant g, same step again
     [0.8, 1.2, 1.0]
+    >>> theta, m, v = adam_step([0.0, 0.0], [0.5, -2.0], np.zeros(2), np.zeros(2), t=1, lr=1.0, eps=0.5)
+    >>> np.round(theta, 4).tolist()  # ε comparable to √v̂ = (0.5, 2): steps 0.5/(0.5 + 0.5), 2/(2 + 0.5)
+    [-0.5, 0.8]
+    >>> theta, m, v = adam_step(theta, [1.0, 1.0], m, v, t=2, lr=1.0, eps=0.5)  # g changes: as torch Adam
+    >>> np.round(theta, 6).tolist()
+    [-1.09128, 1.002341]
     """
     grad = np.asarray(grad, dtype=float)
     m = beta1 * np.asarray(m, dtype=float) + (1 - beta1) * grad
@@ -770,6 +1569,8 @@ def conv_output_size(w, k, p=0, s=1):
     3
     >>> conv_output_size(224, 7, 3, 2)  # ResNet stem
     112
+    >>> conv_output_size(12, 3, 1, 3)  # (12 − 3 + 2)/3 = 3.67, floored (not rounded)
+    4
     """
     if w + 2 * p < k:
         raise ValueError("kernel is larger than the padded input")
@@ -780,7 +1581,7 @@ def conv_params(k, c_in, c_out):
     """Conv parameters: A K×K×Cᵢₙ filter and a bias per output channel.
 
     Formula: params = K²·C_in·C_out + C_out
-    Source: Goodfellow, Bengio & Courville, Deep Learning (2016), ch. 9
+    Source: Stanford CS231n notes, Convolutional Networks, Conv layer summary
     Conventions:
       - bias=False drops the + C_out; groups=g divides the first term by g (depthwise: g =
         C_in).
@@ -794,12 +1595,15 @@ def conv_params(k, c_in, c_out):
 
 
 def residual(x, f):
-    """ResNet skip: The block learns a residual; the identity path is a gradient highway.
+    """ResNet skip: The block learns a residual; a pure identity path (pre-activation) is a gradient highway.
 
     Formula: y = F(x) + x
     Source: He et al., Deep Residual Learning (2016), §3.2
     Conventions:
       - When shapes differ the shortcut is a projection Wₛ x (a 1×1 conv), He et al. eq. 2.
+      - The original ResNet applies ReLU after the sum, y = ReLU(F(x) + x); the path is a pure
+        identity only in pre-activation ResNets (He et al., Identity Mappings in Deep Residual
+        Networks, ECCV 2016).
 
     >>> residual([1.0, -2.0], lambda z: 2 * z).tolist()
     [3.0, -6.0]
@@ -823,6 +1627,8 @@ def conv1x1(x, W):
     >>> x = np.arange(8.0).reshape(2, 2, 2)  # channels [[0, 1], [2, 3]] and [[4, 5], [6, 7]]
     >>> conv1x1(x, [[1, 1], [1, -1]]).tolist()  # sum and difference of the channels
     [[[4.0, 6.0], [8.0, 10.0]], [[-4.0, -4.0], [-4.0, -4.0]]]
+    >>> conv1x1(x, [[1, 0], [2, -1], [0, 3]]).tolist()  # W[o, c]: 3 outputs from 2 channels
+    [[[0.0, 1.0], [2.0, 3.0]], [[-4.0, -3.0], [-2.0, -1.0]], [[12.0, 15.0], [18.0, 21.0]]]
     >>> conv1x1(np.ones((256, 7, 7)), np.ones((64, 256))).shape
     (64, 7, 7)
     """
@@ -848,6 +1654,9 @@ def rnn_cell(x, h, W_ih, W_hh, b_ih, b_hh):
     [0.8]
     >>> rnn_cell(np.ones((5, 3)), np.zeros((5, 4)), np.ones((4, 3)), np.ones((4, 4)), np.zeros(4), np.zeros(4)).shape
     (5, 4)
+    >>> W_ih, W_hh = [[0.5, -1.0], [1.0, 0.0]], [[0.0, 2.0], [-0.5, 0.5]]
+    >>> np.round(rnn_cell([1.0, 2.0], [0.5, -1.0], W_ih, W_hh, [0.1, 0.0], [0.0, -0.2]), 4).tolist()
+    [-0.9978, 0.05]
     """
     x, h = np.asarray(x, dtype=float), np.asarray(h, dtype=float)
     W_ih, W_hh = np.asarray(W_ih, dtype=float), np.asarray(W_hh, dtype=float)
@@ -876,6 +1685,10 @@ def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
     >>> h, c = lstm_cell(np.ones((5, 3)), np.zeros((5, 2)), np.zeros((5, 2)), np.ones((8, 3)), np.ones((8, 2)), np.zeros(8), np.zeros(8))
     >>> h.shape, c.shape
     ((5, 2), (5, 2))
+    >>> W_ih, W_hh = [[1.0], [-1.0], [2.0], [0.5]], [[0.5], [1.0], [-1.0], [1.0]]  # rows i, f, g, o
+    >>> h, c = lstm_cell([1.0], [0.5], [1.0], W_ih, W_hh, [0.0, 0.5, 0.0, 0.0], zeros)
+    >>> np.round(h, 6).tolist(), np.round(c, 6).tolist()  # i = σ(1.25), f = σ(0), C̃ = tanh(1.5), o = σ(1)
+    ([0.610244], [1.203572])
     """
     x, h, c = (np.asarray(a, dtype=float) for a in (x, h, c))
     W_ih, W_hh = np.asarray(W_ih, dtype=float), np.asarray(W_hh, dtype=float)
@@ -898,13 +1711,18 @@ def attention(Q, K, V, mask=None):
       - Softmax runs over the last axis (keys); leading axes are batch and heads.
       - Boolean mask True = attend, as torch F.scaled_dot_product_attention;
         nn.MultiheadAttention masks use True = ignore.
-      - A row with every key masked returns zeros, like torch SDPA.
+      - A row with every key masked returns zeros, like torch F.scaled_dot_product_attention
+        since torch 2.5 (earlier versions returned nan).
 
     >>> Q, K, V = [[1.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]], [[0.0, 2.0], [4.0, 6.0]]
     >>> attention(Q, K, V).tolist()  # identical keys: plain average of V
     [[2.0, 4.0]]
     >>> attention(Q, K, V, mask=[[True, False]]).tolist()  # second key hidden
     [[0.0, 2.0]]
+    >>> Q = [[np.log(3), np.log(3), 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]  # d_k = 4: scores / 2
+    >>> K, V = [[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]], [[4.0, 0.0], [0.0, 4.0]]
+    >>> np.round(attention(Q, K, V), 6).tolist()  # row 0: softmax(ln 3, 0) = (¾, ¼)
+    [[3.0, 1.0], [2.0, 2.0]]
     >>> causal = np.tril(np.ones((3, 3), dtype=bool))
     >>> np.round(attention(np.zeros((3, 2)), np.zeros((3, 2)), [[3.0], [6.0], [9.0]], causal), 4).tolist()
     [[3.0], [4.5], [6.0]]
@@ -942,6 +1760,13 @@ def multi_head_attention(q, k, v, W_q, W_k, W_v, W_o, n_heads):
     >>> q, k, v = rng.normal(size=(3, 3, 4))
     >>> bool(np.allclose(multi_head_attention(q, k, v, I, I, I, I, 1), attention(q, k, v)))  # h = 1
     True
+    >>> q = [[1.0, 0.0, 2.0, -1.0], [0.0, 1.0, 0.0, 1.0]]
+    >>> kv = [[0.0, 1.0, 1.0, 0.0], [1.0, 2.0, 0.0, 1.0], [2.0, 0.0, -1.0, 1.0]]
+    >>> W_q = np.arange(16.0).reshape(4, 4) / 16 - 0.5
+    >>> W_o = np.diag([1.0, 2.0, 3.0, 4.0]); W_o[0, 3] = 1.0
+    >>> out = multi_head_attention(q, kv, kv, W_q, W_q.T, I[::-1], W_o, n_heads=2)  # as torch
+    >>> np.round(out, 4).tolist()
+    [[1.6891, -0.2988, 3.1524, 3.7109], [1.6234, -0.2222, 3.2231, 3.5414]]
     """
     q, k, v = (np.asarray(a, dtype=float) for a in (q, k, v))
     E = q.shape[-1]
@@ -966,11 +1791,16 @@ def positional_encoding(n_positions, d_model):
       - Sines on even columns, cosines on odd ones; d_model must be even.
       - tensor2tensor puts all sines then all cosines; BERT and GPT learn position embeddings
         instead.
+      - Most recent LLMs (LLaMA, Mistral) use rotary embeddings (RoPE, Su et al., 2021): each
+        pair of q, k components is rotated by pos·10000^(−2i/d), the same frequencies, so q·k
+        depends on relative position.
 
     >>> positional_encoding(1, 4).tolist()  # position 0: sin 0, cos 0
     [[0.0, 1.0, 0.0, 1.0]]
     >>> np.round(positional_encoding(2, 2), 4).tolist()  # position 1: sin 1, cos 1
     [[0.0, 1.0], [0.8415, 0.5403]]
+    >>> np.round(positional_encoding(2, 6)[1], 4).tolist()  # angles 1, 10000^(−2/6), 10000^(−4/6)
+    [0.8415, 0.5403, 0.0464, 0.9989, 0.0022, 1.0]
     >>> positional_encoding(50, 16).shape
     (50, 16)
     """
@@ -991,7 +1821,7 @@ def perplexity(log_probs):
     """Perplexity: Exp of the mean negative log-likelihood per token; lower is better.
 
     Formula: PPL = exp(−(1/N) Σ log P(wᵢ | w₁ … wᵢ₋₁))
-    Source: Jurafsky & Martin, Speech and Language Processing (3rd ed. draft), §3.3
+    Source: Jurafsky & Martin, Speech and Language Processing (3rd ed. draft, Jan 2025), ch. 3, Perplexity
     Conventions:
       - Natural log here; with log₂ use 2 to the power instead. Equals exp(mean cross-entropy
         loss) in PyTorch or Keras.
@@ -1002,8 +1832,120 @@ def perplexity(log_probs):
     10.0
     >>> float(perplexity([0.0, 0.0]))  # every token certain
     1.0
+    >>> round(float(perplexity(np.log([0.5, 0.125]))), 6)  # geometric mean of 1/p: √(2·8)
+    4.0
     """
     return np.exp(-np.mean(np.asarray(log_probs, dtype=float)))
+
+
+def tf_idf(counts):
+    """TF-IDF: Raw count of term t in document d, weighted up for rare terms; a term in every document gets 0.
+
+    Formula: tfidf(d, t) = tf(d, t) · ln(N / df(t)),  N documents, df(t) = documents containing t
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §6.2.2, eq. 6.8
+    Conventions:
+      - sklearn TfidfTransformer uses ln(N/df) + 1 (smooth_idf=False) or ln((1 + N)/(1 + df)) +
+        1 (default), then L2-normalises each row (norm=l2).
+      - counts is (documents × terms); a term in no document gets 0.
+
+    >>> np.round(tf_idf([[2, 1, 0], [0, 1, 3], [1, 1, 1]]), 6).tolist()  # df = 2, 3, 2
+    [[0.81093, 0.0, 0.0], [0.0, 0.0, 1.216395], [0.405465, 0.0, 0.405465]]
+    """
+    tf = np.asarray(counts, dtype=float)  # (documents, terms)
+    df = np.count_nonzero(tf, axis=0)
+    idf = np.log(tf.shape[0] / np.maximum(df, 1))  # a term in no document: its tf is 0 anyway
+    return tf * idf
+
+
+def bm25(tf, df, doc_len, avg_doc_len, n_docs, k1=1.5, b=0.75):
+    """Okapi BM25: Score of document d for query q: idf times a term frequency that saturates (k₁), normalised by document length (b).
+
+    Formula: RSV_d = Σ_{t∈q} ln(N/df_t) · (k₁ + 1)tf_t / (k₁((1 − b) + b·L_d/L_ave) + tf_t)
+    Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §11.4.3, eq. 11.32
+    Conventions:
+      - tf and df hold one value per query term. Lucene and rank_bm25 use idf = ln(1 + (N − df +
+        0.5)/(df + 0.5)) instead of ln(N/df); defaults k₁ = 1.2, b = 0.75 are also common.
+
+    >>> round(bm25([3, 1], [10, 100], doc_len=120, avg_doc_len=100, n_docs=1000), 6)
+    9.422257
+    >>> round(bm25([3, 1], [10, 100], 50, 100, 1000, k1=1.2, b=0.5), 6)
+    10.459516
+    """
+    tf, df = np.asarray(tf, dtype=float), np.asarray(df, dtype=float)  # one value per query term
+    idf = np.log(n_docs / df)
+    saturation = (k1 + 1) * tf / (k1 * ((1 - b) + b * doc_len / avg_doc_len) + tf)
+    return float(np.sum(idf * saturation))
+
+
+def bleu(candidate, references, max_n=4):
+    """BLEU: Geometric mean of the clipped n-gram precisions pₙ (n ≤ N), times a brevity penalty: candidate length c, closest reference length r.
+
+    Formula: BLEU = BP · exp(Σₙ (1/N) ln pₙ),  BP = min(1, e^{1 − r/c});  pₙ = clipped n-gram precision
+    Source: Papineni, Roukos, Ward & Zhu, BLEU, ACL (2002), §2.3
+    Conventions:
+      - nltk sentence_bleu(references, candidate, weights=(1/N,)*N) is the same (closest
+        reference length, ties to the shorter); without smoothing a zero precision gives 0
+        (nltk: about 1e-308 and a warning).
+      - sacrebleu reports 100 × BLEU and tokenises itself.
+
+    >>> refs = [['the', 'cat', 'sat', 'on', 'the', 'mat', 'today'], ['a', 'cat', 'was', 'on', 'the', 'mat']]
+    >>> round(bleu(['the', 'cat', 'on', 'the', 'mat'], refs, max_n=2), 6)  # BP = e^(1 − 6/5)
+    0.709042
+    >>> round(bleu(['the', 'cat', 'on', 'the', 'mat'], refs, max_n=3), 6)
+    0.515768
+    >>> bleu(['the', 'cat', 'on', 'the', 'mat'], refs)  # no 4-gram matches
+    0.0
+    >>> round(bleu(['the'] * 7, [['the', 'cat', 'is', 'on', 'the', 'mat']], max_n=1), 6)  # clipped: 2/7
+    0.285714
+    """
+    def ngram_counts(tokens, n):
+        counts = {}
+        for i in range(len(tokens) - n + 1):
+            gram = tuple(tokens[i:i + n])
+            counts[gram] = counts.get(gram, 0) + 1
+        return counts
+
+    log_p = 0.0
+    for n in range(1, max_n + 1):
+        cand = ngram_counts(candidate, n)
+        max_ref = {}  # each n-gram counts at most as often as in one reference
+        for ref in references:
+            for gram, count in ngram_counts(ref, n).items():
+                max_ref[gram] = max(max_ref.get(gram, 0), count)
+        clipped = sum(min(count, max_ref.get(gram, 0)) for gram, count in cand.items())
+        if clipped == 0:
+            return 0.0  # no smoothing: one zero precision makes BLEU 0
+        log_p += np.log(clipped / sum(cand.values())) / max_n
+    c = len(candidate)
+    r = min((abs(len(ref) - c), len(ref)) for ref in references)[1]  # closest; ties: shorter
+    brevity_penalty = 1.0 if c > r else np.exp(1.0 - r / c)
+    return float(brevity_penalty * np.exp(log_p))
+
+
+def skipgram_negative_loss(v_in, v_pos, v_negs):
+    """Skip-gram negative sampling loss: Pull the centre word v_c towards the observed context word vₒ, push it from K sampled noise words vₖ.
+
+    Formula: L = −ln σ(v_oᵀv_c) − Σₖ ln σ(−v_kᵀv_c)
+    Source: Mikolov et al., Distributed Representations of Words and Phrases and their Compositionality, NeurIPS (2013), §2.2, eq. 4
+    Conventions:
+      - v_in (d,), v_pos (d,), v_negs (K, d); with leading batch axes the result is the mean
+        over the batch.
+      - Mikolov samples noise words from the unigram distribution to the power 3/4 and maximises
+        the negative of L.
+
+    >>> v_in, v_pos = [0.5, -1.0, 0.25], [1.0, -0.5, 2.0]
+    >>> v_negs = [[0.3, 0.8, -1.0], [-0.6, 0.1, 0.4]]
+    >>> round(skipgram_negative_loss(v_in, v_pos, v_negs), 6)
+    1.096922
+    >>> round(skipgram_negative_loss([0.0, 0.0], [1.0, 2.0], [[3.0, 4.0]]), 6)  # 2 ln 2
+    1.386294
+    """
+    v_in, v_pos, v_negs = (np.asarray(v, dtype=float) for v in (v_in, v_pos, v_negs))
+    pos = np.sum(v_pos * v_in, axis=-1)
+    neg = np.sum(v_negs * v_in[..., None, :], axis=-1)  # (..., K)
+    # −ln σ(x) = ln(1 + e^{−x}), computed without overflow
+    loss = np.logaddexp(0.0, -pos) + np.sum(np.logaddexp(0.0, neg), axis=-1)
+    return float(np.mean(loss))
 
 
 # --- Recommender systems -------------------------------------------------------------
@@ -1029,7 +1971,7 @@ def two_tower_scores(U, I):
     """Two-tower model: Towers embed user and item (e.g. 128-d); score = their dot product.
 
     Formula: score = dot(user_emb, item_emb); user_emb = UserTower(user features), item_emb = ItemTower(item features), e.g. 128-d; S = U Iᵀ
-    Source: Covington et al. (RecSys 2016); Yi et al., Sampling-Bias-Corrected Neural Modeling (RecSys 2019)
+    Source: Yi et al., Sampling-Bias-Corrected Neural Modeling (RecSys 2019); Huang et al., DSSM (CIKM 2013)
     Conventions:
       - Item embeddings are precomputed and searched by approximate nearest neighbours; some
         models L2-normalise and divide by a temperature.
