@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import SheetError
+from .errors import SheetError, os_problem
 from .loader import load_sheet
 from .outputs import write_atomic
 
@@ -284,13 +284,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 bad input, 2 bad usage)."""
+    """Entry point; returns the exit code (0 ok, 1 failed, 2 bad usage, 130 interrupted).
+
+    Every failure is reported in one line per problem, never a traceback: problems in the input
+    at their YAML line, file errors (unreadable input, read-only or full output folder) with the
+    path and the cause. Anything else is a bug in sheetgen: one line says so, and
+    SHEETGEN_DEBUG=1 shows the traceback.
+    """
+    import os
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
     except SheetError as err:
         _complain(str(err))
         return 1
+    except OSError as err:
+        _complain(str(os_problem(err)))
+        return 1
     except KeyboardInterrupt:
         _complain("interrupted; outputs were left as they were")
         return 130
+    except Exception as err:  # the last resort: one line instead of a traceback
+        if os.environ.get("SHEETGEN_DEBUG"):
+            raise
+        _complain(internal_error(err))
+        return 1
+
+
+def internal_error(err: BaseException) -> str:
+    """The one line for an exception sheetgen did not expect: a bug, named as such."""
+    detail = " ".join(str(err).split())
+    detail = f"{type(err).__name__}: {detail[:300]}" if detail else type(err).__name__
+    return (f"sheetgen: internal error ({detail}) — this is a bug in sheetgen, not in your file; "
+            "run again with SHEETGEN_DEBUG=1 for the traceback and report it")

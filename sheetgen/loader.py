@@ -10,22 +10,27 @@ from __future__ import annotations
 import ast
 import difflib
 import doctest
+import errno
 import keyword
+import os
 import re
+import stat
 import unicodedata
 import warnings
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError, YAMLWarning
+from ruamel.yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import Problem, SheetError
-from .model import ENTRY_KINDS, ID_PATTERN, Formula, PrintSettings, Section, Sheet, SheetInfo, Snippet, Step
+from .errors import Problem, SheetError, os_problem
+from .model import ENTRY_KINDS, ID_PATTERN, Formula, Sheet, Snippet
 from .model import Strict as StrictModel
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -43,7 +48,9 @@ _CONTROL_ESCAPES = {
 _BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 _LINK = re.compile(r"(?i)\b(?:file:|javascript:|vbscript:|data:[a-z]+/|https?://)")
 _RAW_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_HTML_TAG = re.compile(r"<\s*/?\s*[a-zA-Z!?]")
+# What an HTML parser reads as markup: `<` directly followed by a letter, `/letter`, `!` or `?`.
+# `a < b`, `n<2`, `<=` and `<-` are text to it, and stay allowed.
+_HTML_TAG = re.compile(r"<(?:/?[a-zA-Z]|[!?])")
 # TeX that links, embeds or defines macros: KaTeX refuses it too, but only when math is typeset;
 # refusing it here makes `check` and every build fail at once, with the line and a fix.
 _TEX_REFUSED = re.compile(r"\\(?P<command>href|url|includegraphics|html(?:Class|Id|Style|Data)|"
@@ -65,6 +72,19 @@ RESERVED_IDS = (
 )
 
 Path_ = tuple[str | int, ...]
+MAX_NUMBER_CHARS = 100
+"""No setting needs more; Python itself refuses to parse integers over 4,300 digits."""
+MAX_DEPTH = 40
+"""Lists and mappings nested deeper than this are refused; a sheet nests about 10 deep (sections → entries
+→ steps → points), and YAML's composer recurses per level (3,000 levels overflow Python's stack)."""
+_TOO_DEEP = f"lists and mappings are nested more than {MAX_DEPTH} levels deep here"
+_TOO_DEEP_FIX = "a sheet nests lists and mappings only a few levels deep: check the brackets and indentation"
+_NUMERIC_START = re.compile(r"^[-+]?(?:\d|\.\d|\.inf|\.nan)", re.IGNORECASE)
+
+
+def _looks_numeric(text: str) -> bool:
+    """Text YAML's own resolver would tag as a number (it starts like one)."""
+    return bool(_NUMERIC_START.match(text))
 
 
 class _Builder:
@@ -75,6 +95,9 @@ class _Builder:
         self.nodes: dict[Path_, Node] = {}
         self.key_nodes: dict[Path_, Node] = {}
         self.problems: list[tuple[Path_, Problem]] = []
+        self.about_values: set[int] = set()
+        """Indexes in `problems` of those about a value's content (text, numbers): under an unknown
+        key, the key is reported instead. Tags, anchors and nesting are reported wherever they are."""
         self._seen: set[int] = set()
         self._at: Path_ = ()
         self.anchors = 0
@@ -83,6 +106,10 @@ class _Builder:
         mark = node.start_mark
         self.problems.append((self._at, Problem(self.path, mark.line + 1, problem, fix, mark.column + 1,
                                                 None, field)))
+
+    def refuse(self, node: Node, problem: str, fix: str, field: str | None = None) -> None:
+        self.about_values.add(len(self.problems))
+        self.fail(node, problem, fix, field)
 
     def forbid_tag(self, node: Node, tag: str, field: str | None) -> None:
         shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
@@ -93,6 +120,9 @@ class _Builder:
         self.nodes[at] = node
         self._at = at
         field = next((str(p) for p in reversed(at) if isinstance(p, str)), None)
+        if len(at) >= MAX_DEPTH:
+            self.fail(node, _TOO_DEEP, _TOO_DEEP_FIX, field)
+            return None
         if id(node) in self._seen or node.anchor:
             # One message for all of them: an alias bomb has hundreds, and the fix is the same.
             self.anchors += 1
@@ -136,43 +166,72 @@ class _Builder:
         kind = tag.removeprefix(_TAG)
         if kind in ("str", "timestamp"):
             if node.style is None and text.lower() in _YAML11_BOOLEANS:
-                self.fail(node, f"{text!r} is read as a boolean by YAML 1.1 tools and as text by others",
-                          f"quote it: '{text}'", field)
+                self.refuse(node, f"{text!r} is read as a boolean by YAML 1.1 tools and as text by others",
+                            f"quote it: '{text}'", field)
             self._check_text(node, text, field)
             return text
         if kind == "null":
             return None
         if kind == "bool":
-            return text.lower() == "true"
+            if text.lower() in ("true", "false"):
+                return text.lower() == "true"
+            # Only `!!bool` reaches here with other text: YAML 1.2 has no "maybe", and no "yes"/"on".
+            self.refuse(node, f"{text!r} is not a boolean (it is tagged !!bool)",
+                        "write true or false, without the tag", field)
+            return None
         if kind == "int":
-            try:
-                return int(text.replace("_", ""), 0)
-            except ValueError:
-                return int(text.replace("_", ""))
+            return self._number(node, text, field, whole=True)
         if kind == "float":
-            lowered = text.lower().replace("_", "")
-            return float(lowered.replace(".inf", "inf").replace(".nan", "nan"))
+            return self._number(node, text, field, whole=False)
         self.forbid_tag(node, tag, field)
+        return None
+
+    def _number(self, node: ScalarNode, text: str, field: str | None, whole: bool) -> int | float | None:
+        """A YAML int or float. YAML's resolver also tags text like `0x_` as int: that is refused here."""
+        digits = text.replace("_", "")
+        if len(digits) > MAX_NUMBER_CHARS:
+            # Python refuses to parse ints over 4,300 digits, and no setting of the sheet needs one.
+            self.refuse(node, f"a number of {len(digits):,} characters is far too long",
+                        "write a number of the size this setting needs (see the README for its range)", field)
+            return None
+        try:
+            if whole:
+                try:
+                    return int(digits, 0)
+                except ValueError:
+                    return int(digits)  # 012: YAML 1.2 reads decimal 12, Python's base 0 refuses it
+            lowered = digits.lower()
+            return float(lowered.replace(".inf", "inf").replace(".nan", "nan"))
+        except ValueError:
+            pass
+        what = "a whole number" if whole else "a number"
+        if _looks_numeric(text):  # YAML's resolver took it for a number (`0x_`, `1e`): a typo, or text
+            problem = f"{text!r} looks like {what} to YAML but is not one"
+            fix = "write a number (e.g. 5 or 0.5), or quote it if it is text"
+        else:  # only an explicit tag makes other text a number: `!!int abc`
+            problem = f"{text!r} is not {what} (it is tagged !!{'int' if whole else 'float'})"
+            fix = "remove the tag and write a number, or quoted text"
+        self.refuse(node, problem, fix, field)
         return None
 
     def _check_text(self, node: ScalarNode, text: str, field: str | None) -> None:
         for char in text:
             if char in _BIDI:
-                self.fail(node, f"contains the invisible bidi control U+{ord(char):04X}, "
-                          "which can make text display differently from what it is",
-                          "delete it (retype the line if you cannot see it)", field)
+                self.refuse(node, f"contains the invisible bidi control U+{ord(char):04X}, "
+                            "which can make text display differently from what it is",
+                            "delete it (retype the line if you cannot see it)", field)
                 return
             if char == "\n":
                 continue
             if char in _CONTROL_ESCAPES:
                 what, escape, example = _CONTROL_ESCAPES[char]
                 hint = f" ({example} becomes {what} + '{example[2:]}')" if example else ""
-                self.fail(node, f"contains {what}: a double-quoted {escape!r} was read as an escape{hint}",
-                          "write LaTeX and code in single quotes or a block scalar (|), never double quotes",
-                          field)
+                self.refuse(node, f"contains {what}: a double-quoted {escape!r} was read as an escape{hint}",
+                            "write LaTeX and code in single quotes or a block scalar (|), never double quotes",
+                            field)
                 return
             if unicodedata.category(char) == "Cc":
-                self.fail(node, f"contains the control character U+{ord(char):04X}", "delete it", field)
+                self.refuse(node, f"contains the control character U+{ord(char):04X}", "delete it", field)
                 return
         tex = _TEX_REFUSED.search(text) if field not in _CODE_FIELDS else None
         if tex:
@@ -181,21 +240,22 @@ class _Builder:
                 what = _TEX_LINKS.get(command, "adds raw HTML")
                 instead = ("name the source as text in `source:`" if what == "makes a link"
                            else "the sheet prints math only")
-                self.fail(node, f"uses \\{command}, which {what}; the sheet never links, loads or embeds anything",
-                          f"remove \\{command}{{…}}; {instead}", field)
+                self.refuse(node, f"uses \\{command}, which {what}; the sheet never links, loads or embeds anything",
+                            f"remove \\{command}{{…}}; {instead}", field)
             else:
-                self.fail(node, f"defines a macro with \\{command}; macros are not supported",
-                          "write the math out in full (\\operatorname{name} names an operator)", field)
+                self.refuse(node, f"defines a macro with \\{command}; macros are not supported",
+                            "write the math out in full (\\operatorname{name} names an operator)", field)
             return
         link = _LINK.search(text) if field not in _URL_FIELDS else None
         if link:
             fix = ("cite the source as text (authors, title, year, section)" if field == "source"
                    else "remove it; name sources as text in `source:` (authors, title, year, section)")
-            self.fail(node, f"contains a link ({link.group(0)!r}); the sheet never fetches or links anything",
-                      fix, field)
-        elif field in _PROSE_FIELDS and _HTML_TAG.search(text):
-            self.fail(node, "contains HTML markup; prose is shown as plain text",
-                      "remove the tag; write math between $...$", field)
+            self.refuse(node, f"contains a link ({link.group(0)!r}); the sheet never fetches or links anything",
+                        fix, field)
+        elif field in _PROSE_FIELDS and (tag := _HTML_TAG.search(text)):
+            shown = text[tag.start(): tag.start() + 12].split()[0] if text[tag.start():].split() else "<"
+            self.refuse(node, f"contains HTML markup ({shown!r}); prose is shown as plain text",
+                        "remove the tag; a less-than sign needs a space after it (a < b)", field)
 
 
 def _compose(text: str, path: str) -> Node:
@@ -207,6 +267,8 @@ def _compose(text: str, path: str) -> Node:
             node = yaml.compose(text)
     except MarkedYAMLError as err:
         raise SheetError([_syntax_problem(err, text, path)]) from None
+    except RecursionError:
+        raise SheetError([_too_deep(text, path)]) from None
     except YAMLError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SheetError.single(path, 1, f"YAML error: {first_line}", "fix the YAML syntax") from None
@@ -215,6 +277,24 @@ def _compose(text: str, path: str) -> Node:
                                 "start from the example entry in the README (sheet: … sections: …)")
     composed: Node = node
     return composed
+
+
+def _too_deep(text: str, path: str) -> Problem:
+    """Where nesting first goes past MAX_DEPTH: YAML's parser is not recursive, so it can tell."""
+    depth = 0
+    line, column = 1, None
+    try:
+        for event in YAML(typ="safe", pure=True).parse(text):
+            if isinstance(event, (SequenceStartEvent, MappingStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line, column = event.start_mark.line + 1, event.start_mark.column + 1
+                    break
+            elif isinstance(event, (SequenceEndEvent, MappingEndEvent)):
+                depth -= 1
+    except YAMLError:
+        pass  # the nesting was found before, or it is the syntax error YAML would report next
+    return Problem(path, line, _TOO_DEEP, _TOO_DEEP_FIX, column, _enclosing_id(text, line))
 
 
 def _syntax_problem(err: MarkedYAMLError, text: str, path: str) -> Problem:
@@ -348,27 +428,116 @@ def parse_yaml(text: str, path: str = "formulas.yaml") -> tuple[dict[str, Any], 
         builder.problems[index] = (at, replace(first, problem=f"{first.problem} ({builder.anchors} in this "
                                                "file; the first is here)"))
     if builder.problems:
-        raise SheetError(replace(problem, entry_id=_entry_id(data, at)) for at, problem in builder.problems)
+        raise SheetError(_problems_of(builder, data))
     return data, builder
 
 
+def _problems_of(builder: _Builder, data: Any) -> list[Problem]:
+    """The builder's problems, except that a value under an unknown key is reported as that key:
+    `extra_css: https://…` is an unknown key, whatever its value contains."""
+    problems: dict[Path_, Problem] = {}
+    for index, (at, problem) in enumerate(builder.problems):
+        unknown = _unknown_key_along(at, data) if index in builder.about_values else None
+        if unknown is None:
+            problems[(*at, len(problems))] = replace(problem, entry_id=_entry_id(data, at))
+        elif unknown not in problems:
+            problems[unknown] = _unknown_key_problem(builder, data, unknown)
+    return list(problems.values())
+
+
+def _unknown_key_problem(builder: _Builder, data: Any, at: Path_) -> Problem:
+    *parent, key = at
+    loc: list[Any] = []
+    value = data
+    for part in parent:  # the pydantic-style location of the mapping, union members included
+        value = value[part]
+        loc.append(part)
+        kind = value.get("kind") if isinstance(value, dict) and isinstance(part, int) else None
+        if isinstance(kind, str) and kind in ENTRY_KINDS and not _walk_models(tuple(loc))[1]:
+            loc.append(kind)
+    problem, fix = _unknown_key_message(str(key), _model_at(tuple(loc)))
+    node = builder.key_nodes[at]
+    field = str(key)
+    return Problem(builder.path, node.start_mark.line + 1, problem, fix, node.start_mark.column + 1,
+                   _entry_id(data, at), field)
+
+
+def _unknown_key_message(key: str, model: type[StrictModel]) -> tuple[str, str]:
+    keys = _keys_of(model)
+    close = difflib.get_close_matches(key, keys, 1, 0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key {key!r}", f"{hint}allowed keys: {', '.join(keys)}"
+
+
 def read_source(path: Path) -> str:
-    """Read formulas.yaml, refusing files that are too large or not UTF-8."""
+    """Read formulas.yaml: a regular file of at most MAX_FILE_BYTES, in UTF-8, or a `SheetError`.
+
+    The file is checked before it is opened (a FIFO would block the open, /dev/zero never ends),
+    opened without blocking, checked again on the open descriptor (the path may have been swapped
+    in between) and read up to the cap, never further.
+    """
     name = str(path)
     try:
-        size = path.stat().st_size
+        info = os.stat(path)
     except OSError as err:
-        raise SheetError.single(name, 0, f"cannot read the file: {err.strerror}",
-                                "check the path (-f PATH)") from None
-    if size > MAX_FILE_BYTES:
-        raise SheetError.single(name, 1, f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}",
-                                "split out or remove entries; a one-page sheet never needs this much")
-    raw = path.read_bytes()
+        raise SheetError([_read_problem(name, err)]) from None
+    _check_regular(name, info)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise SheetError([_read_problem(name, err)]) from None
+    try:
+        _check_regular(name, os.fstat(fd))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise SheetError([_read_problem(name, err)]) from None
+    finally:
+        os.close(fd)
+    raw = b"".join(chunks)
+    if len(raw) > MAX_FILE_BYTES:  # grew since stat, or a file whose size stat does not know (/proc)
+        _check_size(name, len(raw), exact=False)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise SheetError.single(name, line, "the file is not valid UTF-8", "save it as UTF-8") from None
+
+
+def _read_problem(name: str, err: OSError) -> Problem:
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return Problem(name, 0, f"cannot read the file: {err.strerror}",
+                       f"make it readable (chmod u+r {name}) or pass another file with -f PATH")
+    if err.errno == errno.ENOENT:
+        return Problem(name, 0, "cannot read the file: it does not exist",
+                       "check the path (-f PATH; the default is formulas.yaml in the current folder)")
+    return replace(os_problem(err, "read the file", name), fix="check the path (-f PATH)")
+
+
+def _check_regular(name: str, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise SheetError.single(name, 0, "is a folder, not a file",
+                                f"pass the sheet file itself, e.g. -f {Path(name) / 'formulas.yaml'}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
+        raise SheetError.single(name, 0, f"is {kind}; sheetgen reads only regular files",
+                                "save the sheet to a file and pass that file with -f PATH")
+    _check_size(name, info.st_size)
+
+
+def _check_size(name: str, size: int, exact: bool = True) -> None:
+    if size > MAX_FILE_BYTES:
+        amount = f"{size:,} bytes" if exact else f"more than {MAX_FILE_BYTES:,} bytes"
+        raise SheetError.single(name, 1, f"the file is {amount}; the limit is {MAX_FILE_BYTES:,}",
+                                "split out or remove entries; a one-page sheet never needs this much")
 
 
 def load_sheet(path: Path | str = "formulas.yaml") -> Sheet:
@@ -436,21 +605,81 @@ def _yaml_path(loc: tuple[Any, ...], data: Any) -> Path_:
     return tuple(path)
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[StrictModel]:
-    names = [p for p in loc if isinstance(p, str)]
+def _models_in(annotation: Any) -> list[type[StrictModel]]:
+    """The models a field's annotation holds (`tuple[Section, ...]`, a union of entry kinds, ...)."""
+    found: list[type[StrictModel]] = []
+    stack = [annotation]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, type) and issubclass(item, StrictModel):
+            found.append(item)
+        else:
+            stack.extend(get_args(item))
+    return found
+
+
+def _field_info(model: type[StrictModel], key: str) -> FieldInfo | None:
+    return next((info for name, info in model.model_fields.items() if key in (name, info.alias)), None)
+
+
+def _kind_of(model: type[StrictModel]) -> str | None:
+    """The `kind:` value that selects `model` in a union (pydantic puts it in error locations)."""
+    kind = model.model_fields.get("kind")
+    values = get_args(kind.annotation) if kind is not None else ()
+    return str(values[0]) if values else None
+
+
+def _walk_models(loc: tuple[Any, ...]) -> tuple[type[StrictModel], bool]:
+    """The model whose keys are at `loc` (a pydantic location, union tags included), and whether
+    `loc` ends exactly at a model (False: it went on into a leaf value such as text)."""
     model: type[StrictModel] = Sheet
-    for name in names:
-        if name in ENTRY_KINDS:
-            model = ENTRY_KINDS[name]
-        elif name == "sheet":
-            model = SheetInfo
-        elif name == "print" and model is SheetInfo:
-            model = PrintSettings
-        elif name == "sections":
-            model = Section
-        elif name == "steps":
-            model = Step
-    return model
+    union: list[type[StrictModel]] = []
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if union:
+            chosen = next((m for m in union if _kind_of(m) == part), None)
+            union = []
+            if chosen is not None:
+                model = chosen
+                continue
+        info = _field_info(model, str(part))
+        models = _models_in(info.annotation) if info is not None else []
+        if len(models) == 1:
+            model = models[0]
+        elif models:
+            union = models
+        else:
+            return model, False
+    return model, not union
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[StrictModel]:
+    return _walk_models(loc)[0]
+
+
+def _unknown_key_along(at: Path_, data: Any) -> Path_ | None:
+    """The YAML path of the first unknown key on the way to `at`, if there is one."""
+    loc: list[Any] = []
+    value = data
+    for i, part in enumerate(at):
+        if isinstance(part, str):
+            model, exact = _walk_models(tuple(loc))
+            if not exact or not isinstance(value, dict):
+                return None
+            if _field_info(model, part) is None:
+                return at[: i + 1]
+            value = value.get(part)
+            loc.append(part)
+        else:
+            if not isinstance(value, tuple) or part >= len(value):
+                return None
+            value = value[part]
+            loc.append(part)
+            kind = value.get("kind") if isinstance(value, dict) else None
+            if isinstance(kind, str) and kind in ENTRY_KINDS and _walk_models(tuple(loc))[1] is False:
+                loc.append(kind)  # as pydantic names the union member
+    return None
 
 
 def _keys_of(model: type[StrictModel]) -> list[str]:
@@ -489,10 +718,19 @@ def _ids(data: Any) -> dict[str, Path_]:
     return found
 
 
+def _as_id(text: str) -> str:
+    """`text` made into a valid id, or "" (for a suggestion in a message)."""
+    candidate = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return candidate if re.fullmatch(ID_PATTERN, candidate) else ""
+
+
 def _bad_id(value: Any, field: str | None, data: Any, builder: _Builder) -> tuple[str, str]:
     """What is wrong with an id that does not match ID_PATTERN, and how to fix it."""
-    rule = "use lowercase letters, digits and underscores, starting with a letter (e.g. cosine_similarity)"
     text = str(value)
+    if field == "tags":
+        return (f"{text!r} is not a valid tag: a tag is lowercase letters, digits and underscores, "
+                "starting with a letter", f"write e.g. {_as_id(text) or 'optimizer'!r}")
+    rule = "use lowercase letters, digits and underscores, starting with a letter (e.g. cosine_similarity)"
     lower = text.lower()
     if re.fullmatch(ID_PATTERN, lower):
         other = _ids(data).get(lower) if field == "id" else None
@@ -537,10 +775,7 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
         value = error.get("input")
         ctx = error.get("ctx") or {}
         if kind == "extra_forbidden":
-            keys = _keys_of(_model_at(loc[:-1]))
-            close = close_keys[loc]
-            problem = f"unknown key {loc[-1]!r}"
-            fix = (f"did you mean {close[0]!r}? " if close else "") + f"allowed keys: {', '.join(keys)}"
+            problem, fix = _unknown_key_message(str(loc[-1]), _model_at(loc[:-1]))
         elif kind == "missing":
             problem = "required key is missing"
             description = _model_at(loc[:-1]).model_fields.get(str(loc[-1]))
