@@ -133,4 +133,18 @@ CASES: tuple[BadInput, ...] = (
     BadInput("a snippet of a formula that does not exist (`function: softmaxx`)", "        function: softmax\n",
              "        function: softmaxx\n", 0, "softmax_snippet", "did you mean 'softmax'?"),
     BadInput("a file over 1 MB", None, "# padding\n" * 110_000, 1, None, "the limit is 1,048,576"),
+    # Issue 9: YAML code that misbehaves runs in a limited child process (sheetgen/sandbox.py).
+    BadInput("an endless loop in `implementation:` (`while True: pass`)", _DOT_RETURN,
+             "              while True: pass", 2, "dot_product", "ran longer than 10 s"),
+    BadInput("an example that ends the interpreter (`>>> __import__('os')._exit(0)`)", _DOT_DOCTEST,
+             "          >>> __import__('os')._exit(0)\n" + _DOT_DOCTEST, 0, "dot_product", "exit code 0"),
+    BadInput("an example that raises KeyboardInterrupt", _DOT_DOCTEST,
+             "          >>> raise KeyboardInterrupt\n" + _DOT_DOCTEST, 0, "dot_product", "raised KeyboardInterrupt"),
+    BadInput("a memory bomb in an example (`>>> x = bytearray(10**11)`)", _DOT_DOCTEST,
+             "          >>> x = bytearray(10**11)\n" + _DOT_DOCTEST, 0, "dot_product", "raised MemoryError"),
+    BadInput("a default argument that fails at definition (`def dot_product(a, b=np.nonexistent_attr)`)",
+             "          def dot_product(a, b):\n", "          def dot_product(a, b=np.nonexistent_attr):\n", 0,
+             "dot_product", "defining dot_product raised AttributeError"),
+    BadInput("an example that prints 300 KB (`>>> print('x' * 300_000)`)", _DOT_DOCTEST,
+             "          >>> print('x' * 300_000)\n          x\n" + _DOT_DOCTEST, 0, "dot_product", "(300,000 chars)"),
 )
