@@ -211,13 +211,14 @@ def _address_space() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _limit(which: int, value: int) -> None:
-    _, hard = resource.getrlimit(which)
-    if hard != resource.RLIM_INFINITY:
-        value = min(value, hard)
+def _limit(which: int, soft: int, hard: int | None = None) -> None:
+    """Lower a resource limit (never above an existing hard limit)."""
+    _, current = resource.getrlimit(which)
+    hard = soft if hard is None else hard
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
     with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(which, (value, hard if which == resource.RLIMIT_CPU and hard != resource.RLIM_INFINITY
-                                   else value))
+        resource.setrlimit(which, (soft, hard))
 
 
 def _confine(limits: Limits, workdir: str) -> None:
@@ -242,7 +243,7 @@ def _confine(limits: Limits, workdir: str) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-large write raises OSError instead of killing
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_FSIZE, limits.file_bytes)
-    _limit(resource.RLIMIT_CPU, limits.cpu_seconds)
+    _limit(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 2)  # SIGXCPU first, SIGKILL later
     if os.getuid() != 0:  # root ignores RLIMIT_NPROC; counting costs a /proc scan
         _limit(resource.RLIMIT_NPROC, _user_processes() + limits.processes)
     _limit(resource.RLIMIT_AS, _address_space() + limits.memory_bytes)
