@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import special
+from scipy import special, stats
 
 from tests.reference_helpers import close, reference, rng_for, t64, to_np, torch_test
 
@@ -447,3 +447,315 @@ def test_gru_cell_by_hand(formulas):
     got = formulas.gru_cell([0.5, -1.0], [0.5], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[1.0], [-1.0], [2.0]],
                             [0.0, 0.5, 0.0], [0.0, 0.0, 1.0])
     close(got, [(1 - z) * n + z * 0.5])
+
+
+# ======================================================================================================
+# Transformers
+# ======================================================================================================
+
+
+def _rope_complex(x: np.ndarray, base: float) -> np.ndarray:
+    """Meta's LLaMA reference: view feature pairs as complex numbers and multiply by e^{i·m·θ_j}."""
+    n, d = x.shape[-2:]
+    theta = base ** (-np.arange(0, d, 2) / d)
+    rotation = np.exp(1j * np.arange(n)[:, None] * theta)
+    z = (x[..., 0::2] + 1j * x[..., 1::2]) * rotation
+    return np.stack([z.real, z.imag], axis=-1).reshape(x.shape)
+
+
+@reference("rope")
+@pytest.mark.parametrize(("shape", "base"), [((3, 4), 100.0), ((7, 6), 10000.0), ((2, 5, 8), 500000.0)])
+def test_rope_equals_complex_rotation(formulas, shape, base):
+    x = rng_for("rope", shape, base).normal(size=shape)
+    close(formulas.rope(x, base=base), _rope_complex(x, base))
+
+
+@reference("rope")
+@torch_test
+def test_rope_matches_hugging_face_rotate_half_after_permuting_features(formulas):
+    # HF LLaMA pairs feature j with j + d/2 (rotate_half); permuting the features to [evens, odds] maps
+    # the interleaved layout onto it.
+    n, d, base = 9, 8, 10000.0
+    x = rng_for("rope_hf").normal(size=(n, d))
+    inv_freq = 1.0 / (base ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
+    freqs = torch.outer(torch.arange(n, dtype=torch.float64), inv_freq)
+    emb = torch.cat([freqs, freqs], dim=-1)
+    perm = np.concatenate([np.arange(0, d, 2), np.arange(1, d, 2)])
+    xh = t64(x[:, perm])
+    rotate_half = torch.cat([-xh[:, d // 2:], xh[:, : d // 2]], dim=-1)
+    want = to_np(xh * emb.cos() + rotate_half * emb.sin())
+    close(formulas.rope(x, base=base)[:, perm], want)
+
+
+@reference("rope")
+def test_rope_scores_depend_only_on_relative_position(formulas):
+    rng = rng_for("rope_relative")
+    q, k = rng.normal(size=8), rng.normal(size=8)
+    rq, rk = formulas.rope(np.tile(q, (10, 1))), formulas.rope(np.tile(k, (10, 1)))
+    for m, n in [(3, 1), (9, 7), (2, 0)]:
+        assert rq[m] @ rk[n] == pytest.approx(rq[m - n] @ rk[0], rel=1e-10)
+    with pytest.raises(ValueError, match="even"):
+        formulas.rope(np.ones((2, 3)))
+
+
+@reference("kv_cache_bytes")
+def test_kv_cache_bytes_by_hand(formulas):
+    # Llama 2 7B: 32 layers, 32 KV heads of 128 → per token 2·32·32·128 = 262144 values = 512 KiB in fp16;
+    # × 4096 tokens = 2 GiB.
+    per_token = 2 * 32 * 32 * 128 * 2
+    assert per_token == 512 * 1024
+    assert formulas.kv_cache_bytes(32, 32, 128, 4096, 1) == per_token * 4096 == 2 * 2**30
+    # GQA with 8 KV heads, batch 4, 8k tokens, fp32: 2·32·8·128·8192·4·4.
+    assert formulas.kv_cache_bytes(32, 8, 128, 8192, 4, bytes_per_value=4) == 2 * 32 * 8 * 128 * 8192 * 4 * 4
+
+
+@reference("kv_cache_bytes")
+@torch_test
+def test_kv_cache_bytes_equals_size_of_torch_cache_tensors(formulas):
+    # Build the cache as a decoder stores it: per layer a K and a V tensor (B, n_kv, T, d_h) in bf16.
+    n_layers, n_kv, d_h, T, B = 3, 2, 16, 11, 5
+    cache = [(torch.zeros(B, n_kv, T, d_h, dtype=torch.bfloat16), torch.zeros(B, n_kv, T, d_h, dtype=torch.bfloat16))
+             for _ in range(n_layers)]
+    nbytes = sum(t.element_size() * t.numel() for kv in cache for t in kv)
+    assert formulas.kv_cache_bytes(n_layers, n_kv, d_h, T, B) == nbytes
+
+
+@reference("transformer_params")
+@torch_test
+@pytest.mark.parametrize(("n_layers", "d_model", "vocab"), [(2, 16, 0), (3, 32, 100), (1, 64, 7)])
+def test_transformer_params_matches_torch_layers_without_biases_and_norms(formulas, n_layers, d_model, vocab):
+    # nn.TransformerEncoderLayer(bias=False) holds exactly the 4d² + 8d² matrices plus LayerNorm weights.
+    layer = torch.nn.TransformerEncoderLayer(d_model, nhead=4, dim_feedforward=4 * d_model, bias=False)
+    matrices = sum(p.numel() for p in layer.parameters() if p.dim() == 2)
+    norms = sum(p.numel() for p in layer.parameters() if p.dim() == 1)
+    assert norms == 2 * d_model  # only the two LayerNorm weights are not matrices
+    embedding = torch.nn.Embedding(vocab, d_model).weight.numel() if vocab else 0
+    assert formulas.transformer_params(n_layers, d_model, vocab) == n_layers * matrices + embedding
+
+
+@reference("transformer_params")
+def test_transformer_params_by_hand(formulas):
+    # GPT-2 small: 12 layers, d = 768: 12·12·768² = 84,934,656 in the blocks + 50257·768 = 38,597,376.
+    assert formulas.transformer_params(12, 768, 50257) == 84_934_656 + 38_597_376
+    assert formulas.transformer_params(96, 12288) == 12 * 96 * 12288**2  # GPT-3, non-embedding
+
+
+@reference("training_flops")
+def test_training_flops_by_hand(formulas):
+    # Forward 2 FLOPs per parameter per token (multiply + add), backward 4: GPT-3, 175e9 params, 300e9 tokens.
+    forward = 2 * 175e9 * 300e9
+    assert formulas.training_flops(175e9, 300e9) == pytest.approx(3 * forward, rel=1e-15)
+    assert formulas.training_flops(1000, 20) == 120_000
+
+
+@reference("training_flops")
+@torch_test
+def test_training_flops_counts_a_linear_layer_with_torch_flop_counter(formulas):
+    # For a bias-free linear layer, torch's FlopCounterMode counts forward + backward matmul FLOPs exactly;
+    # N = d_in·d_out parameters, D = batch tokens.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    d_in, d_out, tokens = 12, 7, 5
+    layer = torch.nn.Linear(d_in, d_out, bias=False, dtype=torch.float64)
+    x = torch.randn(tokens, d_in, dtype=torch.float64, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        layer(x).sum().backward()
+    assert formulas.training_flops(d_in * d_out, tokens) == counter.get_total_flops()
+
+
+@reference("temperature_softmax")
+@torch_test
+@pytest.mark.parametrize("T", [0.1, 0.5, 1.0, 2.0, 7.5])
+@pytest.mark.parametrize("shape", [(5,), (3, 8)])
+def test_temperature_softmax_matches_torch(formulas, T, shape):
+    z = rng_for("temp", T, shape).normal(0, 3, size=shape)
+    close(formulas.temperature_softmax(z, T), to_np(torch.softmax(t64(z) / T, dim=-1)))
+
+
+@reference("temperature_softmax")
+def test_temperature_softmax_by_hand(formulas):
+    # Logits [0, ln 4] at T = 0.5 become [0, ln 16]: p = [1/17, 16/17].
+    close(formulas.temperature_softmax([0.0, math.log(4)], 0.5), [1 / 17, 16 / 17])
+    close(formulas.temperature_softmax([1.0, 2.0, 3.0], 1.0), special.softmax([1.0, 2.0, 3.0]))
+    with pytest.raises(ValueError, match="positive"):
+        formulas.temperature_softmax([1.0, 2.0], 0.0)
+
+
+def _hf_top_p(probs: np.ndarray, p: float) -> np.ndarray:
+    """Hugging Face TopPLogitsWarper, written with torch ops on log-probabilities, then renormalised."""
+    scores = torch.log(t64(probs))
+    sorted_logits, sorted_indices = torch.sort(scores, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cumulative <= (1 - p)
+    remove_sorted[..., -1:] = 0
+    remove = remove_sorted.scatter(-1, sorted_indices, remove_sorted)
+    return to_np(scores.masked_fill(remove, -float("inf")).softmax(dim=-1))
+
+
+@reference("top_p_filter")
+@torch_test
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 0.95])
+@pytest.mark.parametrize("seed", range(3))
+def test_top_p_filter_matches_hugging_face_warper(formulas, p, seed):
+    probs = rng_for("top_p", p, seed).dirichlet(np.ones(12) * 0.5, size=4)
+    close(formulas.top_p_filter(probs, p), _hf_top_p(probs, p))
+
+
+@reference("top_p_filter")
+def test_top_p_filter_by_hand(formulas):
+    # Sorted: 0.5, 0.25, 0.15, 0.1. p = 0.7 → {0.5, 0.25} (mass 0.75); renormalised by 0.75.
+    close(formulas.top_p_filter([0.1, 0.5, 0.15, 0.25], 0.7), [0.0, 0.5 / 0.75, 0.0, 0.25 / 0.75])
+    close(formulas.top_p_filter([0.1, 0.5, 0.15, 0.25], 0.8), [0.0, 0.5 / 0.9, 0.15 / 0.9, 0.25 / 0.9])
+    close(formulas.top_p_filter([0.1, 0.5, 0.15, 0.25], 1.0), [0.1, 0.5, 0.15, 0.25])
+
+
+@reference("lora_forward")
+@torch_test
+@pytest.mark.parametrize(("n", "d_in", "d_out", "r"), [(1, 3, 2, 1), (4, 8, 5, 2), (6, 16, 16, 4)])
+def test_lora_forward_matches_torch_linear_plus_low_rank_update(formulas, n, d_in, d_out, r):
+    rng = rng_for("lora", n, d_in, d_out, r)
+    x, W0 = rng.normal(size=(n, d_in)), rng.normal(size=(d_out, d_in))
+    A, B, alpha = rng.normal(size=(r, d_in)), rng.normal(size=(d_out, r)), 16.0
+    base = torch.nn.Linear(d_in, d_out, bias=False, dtype=torch.float64)
+    lora_A = torch.nn.Linear(d_in, r, bias=False, dtype=torch.float64)
+    lora_B = torch.nn.Linear(r, d_out, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        base.weight.copy_(t64(W0))
+        lora_A.weight.copy_(t64(A))
+        lora_B.weight.copy_(t64(B))
+    want = base(t64(x)) + (alpha / r) * lora_B(lora_A(t64(x)))  # Hugging Face PEFT's lora.Linear forward
+    close(formulas.lora_forward(x, W0, A, B, alpha), to_np(want))
+    merged = W0 + (alpha / r) * B @ A
+    close(formulas.lora_forward(x, W0, A, B, alpha), x @ merged.T)
+
+
+@reference("dpo_loss")
+@torch_test
+@pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
+@pytest.mark.parametrize("n", [1, 8])
+def test_dpo_loss_matches_torch(formulas, beta, n):
+    rng = rng_for("dpo", beta, n)
+    logp_w, logp_l, ref_w, ref_l = -rng.uniform(1, 50, size=(4, n))
+    margin = (t64(logp_w) - t64(ref_w)) - (t64(logp_l) - t64(ref_l))
+    want = (-F.logsigmoid(beta * margin)).mean().item()
+    close(formulas.dpo_loss(logp_w, logp_l, ref_w, ref_l, beta=beta), want)
+
+
+@reference("dpo_loss")
+def test_dpo_loss_by_hand(formulas):
+    # Margin (−1 + 1.5) − (−2 + 1.5) = 1; β = 0.5 → −log σ(0.5) = log(1 + e^{−0.5}).
+    close(formulas.dpo_loss(-1.0, -2.0, -1.5, -1.5, beta=0.5), math.log1p(math.exp(-0.5)))
+    # Default β = 0.1; a huge margin gives 0 without overflow, a huge negative one gives −β·margin.
+    close(formulas.dpo_loss(-1.0, -2.0, -1.5, -1.5), math.log1p(math.exp(-0.1)))
+    assert formulas.dpo_loss(0.0, -1e6, 0.0, 0.0) == 0.0
+    close(formulas.dpo_loss(-1e6, 0.0, 0.0, 0.0), 0.1 * 1e6)
+
+
+# ======================================================================================================
+# Recommender systems
+# ======================================================================================================
+
+
+@reference("in_batch_softmax_loss")
+@torch_test
+@pytest.mark.parametrize(("B", "k"), [(1, 3), (4, 8), (16, 5)])
+@pytest.mark.parametrize("tau", [1.0, 0.5, 0.05])
+def test_in_batch_softmax_loss_matches_torch_cross_entropy(formulas, B, k, tau):
+    rng = rng_for("in_batch", B, k, tau)
+    users, items = rng.normal(size=(B, k)), rng.normal(size=(B, k))
+    want = F.cross_entropy(t64(users) @ t64(items).T / tau, torch.arange(B)).item()
+    close(formulas.in_batch_softmax_loss(users, items, tau=tau), want)
+
+
+@reference("in_batch_softmax_loss")
+def test_in_batch_softmax_loss_by_hand(formulas):
+    # Two users, two items, scores S = U Iᵀ = [[2, 0], [0, 1]]: −½[log(e²/(e² + 1)) + log(e/(1 + e))].
+    want = -0.5 * (math.log(math.exp(2) / (math.exp(2) + 1)) + math.log(math.e / (1 + math.e)))
+    close(formulas.in_batch_softmax_loss([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 1.0]]), want)
+
+
+@reference("bpr_loss")
+@torch_test
+@pytest.mark.parametrize("n", [1, 10, 100])
+def test_bpr_loss_matches_torch(formulas, n):
+    pos, neg = rng_for("bpr", n).normal(0, 3, size=(2, n))
+    close(formulas.bpr_loss(pos, neg), (-F.logsigmoid(t64(pos) - t64(neg))).mean().item())
+
+
+@reference("bpr_loss")
+def test_bpr_loss_by_hand(formulas):
+    # σ(ln 3) = 3/4 → −ln(3/4); equal scores → ln 2.
+    close(formulas.bpr_loss([math.log(3)], [0.0]), -math.log(0.75))
+    close(formulas.bpr_loss([1.0, 2.0], [1.0, 2.0]), math.log(2))
+    close(formulas.bpr_loss([1000.0], [-1000.0]), 0.0)
+
+
+@reference("biased_mf_predict")
+def test_biased_mf_predict_by_hand(formulas):
+    # Koren, Bell & Volinsky's example: μ = 3.7, Joe rates 0.3 below average, Titanic 0.5 above → 3.9.
+    close(float(formulas.biased_mf_predict(3.7, -0.3, 0.5, [0.0, 0.0], [0.4, 0.2])), 3.9)
+    # With factors: μ + b_u + b_i + p·q = 3.5 − 0.3 + 0.5 + (1·0.5 + 2·(−0.25)).
+    close(float(formulas.biased_mf_predict(3.5, -0.3, 0.5, [1.0, 2.0], [0.5, -0.25])), 3.7)
+
+
+@reference("biased_mf_predict")
+@torch_test
+def test_biased_mf_predict_matches_torch_embedding_model(formulas):
+    # The usual torch model: embeddings for users and items, bias embeddings, a global mean.
+    rng = rng_for("biased_mf")
+    n_users, n_items, k = 5, 7, 4
+    P, Q = rng.normal(size=(n_users, k)), rng.normal(size=(n_items, k))
+    bu, bi, mu = rng.normal(size=n_users), rng.normal(size=n_items), 3.4
+    users, items = torch.tensor([0, 3, 4, 4, 1]), torch.tensor([6, 0, 2, 5, 5])
+    user_emb, item_emb = torch.nn.Embedding.from_pretrained(t64(P)), torch.nn.Embedding.from_pretrained(t64(Q))
+    want = mu + t64(bu)[users] + t64(bi)[items] + (user_emb(users) * item_emb(items)).sum(dim=1)
+    got = formulas.biased_mf_predict(mu, bu[users.numpy()], bi[items.numpy()], P[users.numpy()], Q[items.numpy()])
+    close(got, to_np(want))
+
+
+# ======================================================================================================
+# System design
+# ======================================================================================================
+
+
+@reference("ab_test_sample_size")
+@pytest.mark.parametrize(("sigma", "delta", "alpha", "power"), [
+    (1.0, 0.1, 0.05, 0.8), (math.sqrt(0.09), 0.01, 0.05, 0.8), (2.0, 0.5, 0.01, 0.9),
+    (3.5, 0.2, 0.1, 0.95), (1.0, 0.05, 0.001, 0.99), (10.0, 1.0, 1e-12, 0.8),
+])
+def test_ab_test_sample_size_matches_scipy_quantiles(formulas, sigma, delta, alpha, power):
+    z_alpha, z_power = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
+    exact = 2 * (z_alpha + z_power) ** 2 * sigma**2 / delta**2
+    assert abs(exact - round(exact)) > 1e-6  # not on an integer: the ceiling is unambiguous
+    assert formulas.ab_test_sample_size(sigma, delta, alpha=alpha, power=power) == math.ceil(exact)
+
+
+@reference("ab_test_sample_size")
+def test_ab_test_sample_size_quantiles_to_full_precision(formulas):
+    # Check the built-in quantile through the result: choose σ/δ so n is just above or below an integer.
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    for target in (1000.0 + 1e-7, 1000.0 - 1e-7, 25.0 + 1e-9, 40000.0 - 1e-6):
+        sigma = math.sqrt(target / (2 * z**2))  # δ = 1
+        assert formulas.ab_test_sample_size(sigma, 1.0) == math.ceil(target)
+    # Python's statistics.NormalDist gives the same z values (both use Wichura's AS 241).
+    from statistics import NormalDist
+
+    assert NormalDist().inv_cdf(0.975) == pytest.approx(stats.norm.ppf(0.975), rel=1e-15)
+
+
+@reference("psi")
+@pytest.mark.parametrize("bins", [2, 5, 10])
+@pytest.mark.parametrize("seed", range(3))
+def test_psi_equals_symmetric_kl_from_scipy(formulas, bins, seed):
+    rng = rng_for("psi", bins, seed)
+    e, a = rng.dirichlet(np.ones(bins)), rng.dirichlet(np.ones(bins))
+    want = stats.entropy(a, e) + stats.entropy(e, a)  # KL(a‖e) + KL(e‖a) = Σ (a − e) ln(a/e)
+    close(formulas.psi(e, a), want)
+    close(formulas.psi(e * 1000, a * 37), want)  # counts are turned into fractions
+
+
+@reference("psi")
+def test_psi_by_hand(formulas):
+    # Bins 50/30/20 % → 20/30/50 %: (0.2 − 0.5) ln(0.4) + 0 + (0.5 − 0.2) ln(2.5) = 0.6 ln 2.5.
+    close(formulas.psi([0.5, 0.3, 0.2], [0.2, 0.3, 0.5]), 0.6 * math.log(2.5))
+    assert formulas.psi([0.25] * 4, [0.25] * 4) == 0.0
