@@ -428,6 +428,9 @@ def test_cross_entropy_with_zero_probability_is_finite(formulas):
     assert math.isfinite(got)
     # ŷ = 0 is clipped to ε = 1e-12, as binary_cross_entropy does: −log ε = 27.63 for the first row.
     assert got == pytest.approx((-math.log(1e-12) - math.log(0.5)) / 2, rel=1e-12)
+    # Same ε, same clip for both losses: a sure-wrong prediction costs −log 1e-12 = 27.631 in each.
+    assert float(formulas.cross_entropy([1.0, 0.0], [0.0, 1.0])) == pytest.approx(-math.log(1e-12), rel=1e-12)
+    assert float(formulas.binary_cross_entropy([1.0], [0.0])) == pytest.approx(-math.log(1e-12), rel=1e-12)
 
 
 @reference("cross_entropy")
