@@ -9,27 +9,35 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "ab_test_sample_size",
+    "adagrad_step",
     "adam_step",
+    "adamw_step",
     "attention",
     "average_precision",
     "batch_norm",
     "bayes_posterior",
     "bias_variance_decomposition",
+    "biased_mf_predict",
     "binary_cross_entropy",
     "bleu",
     "bm25",
+    "bpr_loss",
     "brier_score",
     "chain_rule",
     "clip_grad_norm",
     "conv1x1",
+    "conv_macs",
     "conv_output_size",
     "conv_params",
     "cosine_similarity",
     "cross_entropy",
     "dense_backward",
     "dense_forward",
+    "depthwise_separable_params",
     "distillation_loss",
     "dot_product",
+    "dpo_loss",
     "dropout",
     "entropy",
     "expected_calibration_error",
@@ -38,13 +46,16 @@ __all__ = [
     "focal_loss",
     "gelu",
     "gini",
+    "gru_cell",
     "he_normal",
     "hinge_loss",
     "huber_loss",
+    "in_batch_softmax_loss",
     "information_gain",
     "kl_divergence",
     "kmeans_objective",
     "kmeans_step",
+    "kv_cache_bytes",
     "l1_penalty",
     "l2_norm",
     "l2_penalty",
@@ -54,6 +65,7 @@ __all__ = [
     "linear_regression",
     "logistic_gradient",
     "logistic_regression",
+    "lora_forward",
     "lstm_cell",
     "mean_reciprocal_rank",
     "mf_predict",
@@ -67,6 +79,7 @@ __all__ = [
     "positional_encoding",
     "precision",
     "precision_at_k",
+    "psi",
     "r2_score",
     "rbf_kernel",
     "recall",
@@ -76,8 +89,10 @@ __all__ = [
     "residual",
     "ridge_fit",
     "rms_norm",
+    "rmsprop_step",
     "rnn_cell",
     "roc_auc",
+    "rope",
     "sgd_step",
     "sigmoid",
     "sigmoid_grad",
@@ -86,9 +101,14 @@ __all__ = [
     "softmax",
     "swiglu",
     "tanh_grad",
+    "temperature_softmax",
     "tf_idf",
+    "top_p_filter",
+    "training_flops",
+    "transformer_params",
     "two_tower_scores",
     "variance",
+    "warmup_cosine_lr",
     "xavier_normal",
     "xgboost_leaf_weight",
 ]
@@ -308,8 +328,9 @@ def sigmoid(z):
     Conventions:
       - scipy.special.expit and torch.sigmoid compute 1/(1 + e^{−z}) directly (e^{−z} = inf
         gives 0, correctly); e^(−|z|) here only avoids NumPy overflow warnings.
-      - The |z| trick matters for log σ(z) and BCE on logits: torch F.logsigmoid and
-        BCEWithLogitsLoss use it, log(expit(z)) gives −inf.
+      - The |z| trick matters for log σ(z) and BCE on logits: log(expit(−1000)) is −inf, while
+        scipy.special.log_expit and torch F.logsigmoid give −1000 and BCEWithLogitsLoss a finite
+        loss.
 
     >>> float(sigmoid(0))
     0.5
@@ -1033,7 +1054,7 @@ def dense_forward(x, W, b):
 
 
 def dense_backward(x, W, b, grad_a):
-    """Backprop (dense layer): Chain rule ∂L/∂a · ∂a/∂z · ∂z/∂W for a sigmoid layer, batch of rows; other activations change ∂a/∂z.
+    """Backprop (dense layer): Chain rule ∂L/∂a · ∂a/∂z · ∂z/∂W for a sigmoid layer; batch of rows.
 
     Formula: δ = ∂L/∂a ⊙ σ′(z); ∂L/∂W = δᵀX (one sample: δxᵀ); ∂L/∂b = Σₙ δₙ; ∂L/∂x = δW
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §6.5.4, Alg. 6.4
@@ -1144,7 +1165,7 @@ def xavier_normal(n_in, n_out, rng):
 
 
 def he_normal(n_in, n_out, rng):
-    """He (Kaiming) init: Twice LeCun's variance 1/nᵢₙ, as ReLU zeroes about half its inputs and halves E[a²].
+    """He (Kaiming) init: Twice LeCun's 1/nᵢₙ: ReLU zeroes half its inputs, halving E[a²].
 
     Formula: W ~ N(0, 2/nᵢₙ)
     Source: He et al. (2015), Delving Deep into Rectifiers, §2.2, eq. 10
@@ -1171,8 +1192,9 @@ def batch_norm(x, gamma, beta, eps=1e-5):
       - Default ε: 1e-5 in PyTorch, 1e-3 in Keras
       - Conv maps (N, C, H, W): BatchNorm2d keeps one μ, σ² per channel over axes (0, 2, 3);
         here pass x.transpose(0, 2, 3, 1).reshape(-1, C).
-      - Running averages: torch momentum=0.1 weights the new batch by 0.1; Keras momentum=0.99
-        weights the old average by 0.99: the same update.
+      - Running averages: torch momentum=0.1 is the weight of the new batch, Keras momentum=0.99
+        the weight of the old average; torch 0.1 equals Keras 0.9, so Keras by default averages
+        over more batches.
 
     >>> batch_norm([[1, 10], [3, 30]], [2, 1], [0, 5], eps=0.0).tolist()
     [[-2.0, 4.0], [2.0, 6.0]]
@@ -1549,6 +1571,105 @@ def adam_step(theta, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
     return theta, m, v
 
 
+def adamw_step(theta, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+    """AdamW: Adam with decoupled weight decay: θ shrinks by ηλθ directly instead of adding λθ to the gradient, so the decay is not rescaled by 1/√(v̂).
+
+    Formula: Adam’s m, v, m̂, v̂; θ ← θ − η·(m̂/(√v̂ + ε) + λθ)  (= θ(1 − ηλ) − η·m̂/(√v̂ + ε))
+    Source: Loshchilov & Hutter, Decoupled Weight Decay Regularization (ICLR 2019), Algorithm 2
+    Conventions:
+      - torch.optim.AdamW multiplies the decay by the learning rate: θ ← θ(1 − ηλ), then the
+        Adam step; default λ = 0.01. Keras AdamW defaults to λ = 0.004.
+      - The paper scales the decay by the schedule multiplier ηₜ only (not by α); torch
+        Adam(weight_decay=λ) instead adds λθ to g (L2, coupled).
+      - t counts steps from 1; m and v start at 0; returns (θ, m, v).
+
+    >>> kw = dict(lr=0.1, beta1=0.5, beta2=0.75, eps=0.1, weight_decay=0.5)
+    >>> theta, m, v = adamw_step([1.0, -2.0], [2.0, -1.0], [0.0, 0.0], [0.0, 0.0], t=1, **kw)
+    >>> np.round(theta, 6).tolist(), m.tolist(), v.tolist()  # 1·0.95 − 0.1·2/(2 + 0.1)
+    ([0.854762, -1.809091], [1.0, -0.5], [1.0, 0.25])
+    >>> theta, m, v = adamw_step(theta, [0.5, 0.5], m, v, t=2, **kw)
+    >>> np.round(theta, 6).tolist(), m.tolist(), v.tolist()  # m₂ = 0 for the second: decay only
+    ([0.74366, -1.718636], [0.75, 0.0], [0.8125, 0.25])
+    """
+    theta, grad = np.asarray(theta, dtype=float), np.asarray(grad, dtype=float)
+    m = beta1 * np.asarray(m, dtype=float) + (1 - beta1) * grad
+    v = beta2 * np.asarray(v, dtype=float) + (1 - beta2) * grad**2
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    theta = theta * (1 - lr * weight_decay) - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return theta, m, v
+
+
+def rmsprop_step(theta, grad, r, lr=1e-2, rho=0.99, eps=1e-8):
+    """RMSProp: Divides each step by a running RMS of recent gradients: big steps where gradients are small, small where they are large; unlike Adagrad the average forgets.
+
+    Formula: r ← ρr + (1 − ρ)g²,  θ ← θ − η·g/(√r + ε)
+    Source: Tieleman & Hinton, Coursera Neural Networks, Lecture 6.5 (2012); Goodfellow et al., Deep Learning, §8.5.2
+    Conventions:
+      - torch.optim.RMSprop(alpha=ρ) puts ε outside the root as here, defaults ρ = 0.99, ε =
+        1e-8; Goodfellow et al. (Alg. 8.5) write η/√(δ + r).
+      - Keras RMSprop defaults ρ = 0.9, ε = 1e-7. torch’s momentum and centered options are off
+        here. Returns (θ, r).
+
+    >>> theta, r = rmsprop_step([1.0, 1.0], [2.0, -0.5], [0.0, 0.0], lr=0.1, rho=0.75, eps=0.5)
+    >>> np.round(theta, 6).tolist(), r.tolist()  # √r = [1, 0.25]: 1 − 0.1·2/1.5, 1 + 0.1·0.5/0.75
+    ([0.866667, 1.066667], [1.0, 0.0625])
+    >>> theta, r = rmsprop_step(theta, [1.0, 1.0], r, lr=0.1, rho=0.75, eps=0.5)
+    >>> np.round(theta, 6).tolist(), r.tolist()
+    ([0.8, 0.97096], [1.0, 0.296875])
+    """
+    grad = np.asarray(grad, dtype=float)
+    r = rho * np.asarray(r, dtype=float) + (1 - rho) * grad**2
+    return np.asarray(theta, dtype=float) - lr * grad / (np.sqrt(r) + eps), r
+
+
+def adagrad_step(theta, grad, r, lr=1e-2, eps=1e-10):
+    """Adagrad: Per-parameter steps shrink with the sum of all past squared gradients: good for sparse features, but the rate only decays, so training can stall.
+
+    Formula: r ← r + g²,  θ ← θ − η·g/(√r + ε)
+    Source: Duchi, Hazan & Singer, Adaptive Subgradient Methods (JMLR 2011); Goodfellow et al., Deep Learning, §8.5.1
+    Conventions:
+      - torch.optim.Adagrad with lr_decay = 0 and initial_accumulator_value = 0 (defaults), ε =
+        1e-10 outside the root as here.
+      - Keras Adagrad starts r at 0.1 and uses ε = 1e-7; Goodfellow et al. (Alg. 8.4) write η/(δ
+        + √r). Returns (θ, r).
+
+    >>> theta, r = adagrad_step([1.0, 1.0], [3.0, -1.0], [0.0, 0.0], lr=0.5, eps=1.0)
+    >>> theta.tolist(), r.tolist()  # 1 − 0.5·3/(3 + 1), 1 + 0.5·1/(1 + 1)
+    ([0.625, 1.25], [9.0, 1.0])
+    >>> theta, r = adagrad_step(theta, [4.0, 0.0], r, lr=0.5, eps=1.0)
+    >>> np.round(theta, 6).tolist(), r.tolist()  # √25 = 5: 0.625 − 0.5·4/6
+    ([0.291667, 1.25], [25.0, 1.0])
+    """
+    grad = np.asarray(grad, dtype=float)
+    r = np.asarray(r, dtype=float) + grad**2
+    return np.asarray(theta, dtype=float) - lr * grad / (np.sqrt(r) + eps), r
+
+
+def warmup_cosine_lr(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
+    """Warmup + cosine schedule: Ramp the learning rate up linearly for W steps (stabilises Adam's early steps), then follow half a cosine down to ηₘᵢₙ at step T.
+
+    Formula: ηₜ = η_max·t/W for t < W;  η_min + ½(η_max − η_min)(1 + cos(π(t − W)/(T − W))) for W ≤ t < T;  η_min after T
+    Source: Loshchilov & Hutter, SGDR (ICLR 2017), §3, eq. 5; warmup: Goyal et al., Accurate, Large Minibatch SGD (2017), §2.2
+    Conventions:
+      - Same as Hugging Face get_cosine_schedule_with_warmup (η_min = 0) and torch LambdaLR with
+        this function; torch CosineAnnealingLR(T_max = T − W, eta_min) is the decay part alone.
+      - nanoGPT warms up with (t + 1)/W, so its first step is not 0. t counts from 0; W = 0
+        means no warmup.
+
+    >>> [round(float(warmup_cosine_lr(t, 2.0, 4, 12, 0.5)), 6) for t in (0, 1, 4, 6, 8, 12, 20)]
+    [0.0, 0.5, 2.0, 1.78033, 1.25, 0.5, 0.5]
+    >>> round(float(warmup_cosine_lr(500, 3e-4, 100, 1100)), 10)  # 40% of the decay: ½(1 + cos 0.4π)
+    0.0001963525
+    """
+    if step < warmup_steps:
+        return max_lr * step / warmup_steps
+    if step >= total_steps:
+        return float(min_lr)
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    return min_lr + 0.5 * (max_lr - min_lr) * (1 + np.cos(np.pi * progress))
+
+
 # --- CNNs ----------------------------------------------------------------------------
 
 
@@ -1635,6 +1756,40 @@ def conv1x1(x, W):
     return np.einsum("oc,...chw->...ohw", np.asarray(W, dtype=float), np.asarray(x, dtype=float))
 
 
+def conv_macs(h_out, w_out, k, c_in, c_out):
+    """Conv multiply–accumulates: Each of the Hₒᵤₜ Wₒᵤₜ Cₒᵤₜ outputs is a dot product of length K² Cᵢₙ; one MAC is 2 FLOPs.
+
+    Formula: MACs = K²·C_in·C_out·H_out·W_out
+    Source: Howard et al., MobileNets (2017), §3.1, eq. 2
+    Conventions:
+      - Tools such as fvcore and ptflops report MACs and often call them FLOPs; ×2 for FLOPs.
+        Biases are ignored; groups = g divides by g.
+
+    >>> conv_macs(112, 112, 7, 3, 64)  # ResNet-50 stem: 112²·7²·3·64 ≈ 118 M
+    118013952
+    >>> conv_macs(5, 7, 3, 3, 4)  # 5·7 outputs per channel, 9·3·4 per output
+    3780
+    """
+    return k * k * c_in * c_out * h_out * w_out
+
+
+def depthwise_separable_params(k, c_in, c_out):
+    """Depthwise separable conv parameters: A K×K filter per input channel, then a 1×1 conv mixes channels: 1/Cₒᵤₜ + 1/K² of a standard conv's parameters (≈ 8–9× fewer for K = 3).
+
+    Formula: params = K²·C_in (depthwise) + C_in·C_out (1×1 pointwise), no biases
+    Source: Howard et al., MobileNets (2017), §3.1
+    Conventions:
+      - torch: Conv2d(c_in, c_in, k, groups=c_in, bias=False) then Conv2d(c_in, c_out, 1,
+        bias=False); Keras SeparableConv2D adds a bias of C_out by default.
+
+    >>> depthwise_separable_params(3, 32, 64)  # 288 + 2048; a standard 3×3 conv has 18432
+    2336
+    >>> depthwise_separable_params(5, 3, 7)  # 75 + 21
+    96
+    """
+    return k * k * c_in + c_in * c_out
+
+
 # --- RNNs ----------------------------------------------------------------------------
 
 
@@ -1697,6 +1852,37 @@ def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
     i, f, o = (0.5 * (1 + np.tanh(0.5 * a)) for a in (i, f, o))  # logistic sigmoid
     c = f * c + i * np.tanh(g)
     return o * np.tanh(c), c
+
+
+def gru_cell(x, h, W_ih, W_hh, b_ih, b_hh):
+    """GRU: Two gates instead of the LSTM's three and no cell state: r decides how much of h feeds the candidate n, z how much of h is kept.
+
+    Formula: r = σ(W_ir x + b_ir + W_hr h + b_hr); z = σ(W_iz x + b_iz + W_hz h + b_hz); n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)); h′ = (1 − z)⊙n + z⊙h
+    Source: Cho et al., Learning Phrase Representations using RNN Encoder–Decoder (EMNLP 2014), §2.3; as in PyTorch GRUCell
+    Conventions:
+      - PyTorch stacks the gates (r, z, n) in W_ih (3H, input) and W_hh (3H, H) with two biases,
+        as here; Keras GRU uses (z, r, h) in (input, 3H) kernels.
+      - Cho et al. apply r before the product, W(r ⊙ h) (Keras reset_after=False); torch and
+        Keras’ default reset_after=True apply it after, as here. Some texts swap z and 1 − z.
+
+    >>> W_ih, W_hh = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[1.0], [-1.0], [2.0]]  # rows r, z, n
+    >>> b_ih, b_hh = [0.0, 0.5, 0.0], [0.0, 0.0, 1.0]
+    >>> np.round(gru_cell([0.5, -1.0], [0.5], W_ih, W_hh, b_ih, b_hh), 6).tolist()  # r = σ(1), z = σ(−1)
+    [0.67927]
+    >>> h = gru_cell([0.0], [np.log(3)], [[0.0]] * 3, [[0.0]] * 3, [0.0, -30.0, 0.0], [0.0] * 3)
+    >>> np.round(h, 6).tolist()  # z ≈ 0, r = ½, n = tanh(0) = 0: forget h
+    [0.0]
+    >>> gru_cell(np.ones((4, 3)), np.zeros((4, 2)), np.ones((6, 3)), np.ones((6, 2)), np.zeros(6), np.zeros(6)).shape
+    (4, 2)
+    """
+    x, h = np.asarray(x, dtype=float), np.asarray(h, dtype=float)
+    gi = x @ np.asarray(W_ih, dtype=float).T + b_ih
+    gh = h @ np.asarray(W_hh, dtype=float).T + b_hh
+    i_r, i_z, i_n = np.split(gi, 3, axis=-1)
+    h_r, h_z, h_n = np.split(gh, 3, axis=-1)
+    r, z = sigmoid(i_r + h_r), sigmoid(i_z + h_z)
+    n = np.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
 
 
 # --- Transformers --------------------------------------------------------------------
@@ -1814,6 +2000,193 @@ def positional_encoding(n_positions, d_model):
     return pe
 
 
+def rope(x, base=10000.0):
+    """Rotary position embedding (RoPE): Rotates each feature pair of q and k by an angle proportional to the position, so qₘᵀ kₙ depends only on m − n: relative positions, no learned table. LLaMA, Mistral, GPT-NeoX.
+
+    Formula: pair (x₂ᵢ, x₂ᵢ₊₁) at position m rotated by the angle m·θᵢ, θᵢ = base^(−2i/d)
+    Source: Su et al., RoFormer: Enhanced Transformer with Rotary Position Embedding (2021), §3.4.2, eq. 34
+    Conventions:
+      - x is (positions, d), or (..., positions, d); pairs are interleaved (2i, 2i+1) as in the
+        paper and Meta’s LLaMA code (complex view).
+      - Hugging Face (rotate_half) and GPT-NeoX pair feature i with i + d/2: the same rotation
+        after permuting the features. Applied to q and k only, not v.
+
+    >>> x = [[1.0, 2.0, 3.0, 4.0], [1.0, 0.0, 0.0, 1.0], [1.0, 2.0, -1.0, 0.5]]
+    >>> np.round(rope(x, base=100.0), 4).tolist()  # θ = [1, 0.1]; position 0 is unchanged
+    [[1.0, 2.0, 3.0, 4.0], [0.5403, 0.8415, -0.0998, 0.995], [-2.2347, 0.077, -1.0794, 0.2914]]
+    >>> np.round(rope([[1.0, 0.0], [1.0, 0.0], [0.0, 2.0]]), 4).tolist()  # d = 2: θ₀ = 1 rad per position
+    [[1.0, 0.0], [0.5403, 0.8415], [-1.8186, -0.8323]]
+    >>> q, k = rope(np.ones((6, 4))), rope(np.ones((6, 4)) * [1, -2, 0.5, 3])
+    >>> bool(np.isclose(q[4] @ k[1], q[5] @ k[2]))  # depends only on m − n
+    True
+    """
+    x = np.asarray(x, dtype=float)
+    n, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError("the feature size d must be even")
+    angle = np.arange(n)[:, None] * base ** (-np.arange(0, d, 2) / d)
+    cos, sin = np.cos(angle), np.sin(angle)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    y = np.empty_like(x)
+    y[..., 0::2] = even * cos - odd * sin
+    y[..., 1::2] = even * sin + odd * cos
+    return y
+
+
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_value=2):
+    """KV-cache memory: Autoregressive decoding stores a key and a value vector per layer, KV head and token; this memory, not the weights, often limits batch size and context length.
+
+    Formula: M = 2 (K and V) · layers · KV heads · head dim · tokens · batch · bytes per value
+    Source: Pope et al., Efficiently Scaling Transformer Inference (MLSys 2023), §2.1
+    Conventions:
+      - n_kv = n_heads for multi-head attention, 1 for multi-query (MQA), n_heads/g for grouped-
+        query attention (GQA, Llama 2 70B and Llama 3 use 8).
+      - bytes_per_value: 2 for fp16/bf16, 1 for int8 / fp8 caches.
+
+    >>> kv_cache_bytes(32, 32, 128, 4096, 1) / 2**30  # Llama 2 7B, 4k tokens, fp16: 2 GiB
+    2.0
+    >>> kv_cache_bytes(80, 8, 128, 32768, 1, bytes_per_value=1) / 2**30  # 70B with GQA, 32k, int8
+    5.0
+    >>> kv_cache_bytes(3, 5, 7, 11, 2, 4)  # 2·3·5·7·11·2·4
+    18480
+    """
+    return 2 * n_layers * n_kv_heads * head_dim * seq_len * batch * bytes_per_value
+
+
+def transformer_params(n_layers, d_model, vocab_size=0):
+    """Transformer parameter count: Per layer: Q, K, V, O projections (4d²) and a d → 4d → d MLP (8d²); plus a V × d token embedding. Biases, norms and position embeddings are ignored.
+
+    Formula: N ≈ 12·L·d² + V·d  (4d² attention + 8d² MLP per layer, plus the embedding table)
+    Source: Kaplan et al., Scaling Laws for Neural Language Models (2020), §2.1, Table 1
+    Conventions:
+      - Kaplan et al. count non-embedding parameters (V = 0, the default). An output layer tied
+        to the embedding is counted once.
+      - SwiGLU models with d_ff ≈ 8d/3 keep ≈ 12Ld²; grouped-query attention makes K and V
+        smaller.
+
+    >>> transformer_params(12, 768, 50257)  # GPT-2 small (124 M with biases and positions)
+    123532032
+    >>> round(transformer_params(96, 12288) / 1e9, 1)  # GPT-3: 175 B
+    173.9
+    >>> transformer_params(3, 5, 7)  # 12·3·25 + 35
+    935
+    """
+    return 12 * n_layers * d_model**2 + vocab_size * d_model
+
+
+def training_flops(n_params, n_tokens):
+    """Training compute: Per token, the forward pass costs ≈ 2N FLOPs (a multiply and an add per weight) and the backward pass twice that.
+
+    Formula: C ≈ 6·N·D FLOPs (N parameters, D training tokens)
+    Source: Kaplan et al., Scaling Laws for Neural Language Models (2020), §2.1
+    Conventions:
+      - Ignores attention’s O(n_ctx) term (small when d ≫ n_ctx/12); activation recomputation
+        adds another forward pass (≈ 8ND).
+      - Chinchilla-optimal training uses D ≈ 20N tokens (Hoffmann et al., 2022).
+
+    >>> f'{training_flops(175e9, 300e9):.3g}'  # GPT-3
+    '3.15e+23'
+    >>> f'{training_flops(70e9, 1.4e12):.3g}'  # Chinchilla
+    '5.88e+23'
+    >>> training_flops(7, 11)
+    462
+    """
+    return 6 * n_params * n_tokens
+
+
+def temperature_softmax(logits, T):
+    """Softmax with temperature: T < 1 sharpens the distribution (toward greedy argmax), T > 1 flattens it (toward uniform); used in sampling and distillation.
+
+    Formula: pᵢ = exp(zᵢ/T) / Σⱼ exp(zⱼ/T)
+    Source: Hinton, Vinyals & Dean, Distilling the Knowledge in a Neural Network (2015), §2, eq. 1
+    Conventions:
+      - Hugging Face generate(temperature=T) divides the logits by T the same way; T must be > 0
+        (T → 0 is greedy decoding).
+
+    >>> np.round(temperature_softmax([0.0, np.log(4)], 2.0), 6).tolist()  # logits / 2 = [0, ln 2]
+    [0.333333, 0.666667]
+    >>> np.round(temperature_softmax([0.0, np.log(4)], 0.5), 6).tolist()  # [0, ln 16]: sharper
+    [0.058824, 0.941176]
+    >>> np.round(temperature_softmax([[1.0, 2.0, 3.0]], 3.0), 4).tolist()
+    [[0.2302, 0.3213, 0.4484]]
+    """
+    if T <= 0:
+        raise ValueError("the temperature T must be positive")
+    return softmax(np.asarray(logits, dtype=float) / T)
+
+
+def top_p_filter(probs, p):
+    """Top-p (nucleus) filtering: Sample only from the nucleus: the head of the distribution holding mass p. The set grows when the model is unsure and shrinks when it is confident, unlike a fixed top-k.
+
+    Formula: keep the smallest set S of most probable tokens whose mass reaches p; p′ᵢ = pᵢ/Σ_S p for i in S, else 0
+    Source: Holtzman et al., The Curious Case of Neural Text Degeneration (ICLR 2020), §3.1
+    Conventions:
+      - A token is kept when the mass of the tokens strictly more likely than it is < p, as
+        Hugging Face TopPLogitsWarper (which works on logits and keeps at least one token). Ties
+        are broken by index.
+      - probs sum to 1 over the last axis; rows are filtered independently.
+
+    >>> np.round(top_p_filter([0.1, 0.5, 0.15, 0.25], 0.7), 4).tolist()  # 0.5 + 0.25 ≥ 0.7
+    [0.0, 0.6667, 0.0, 0.3333]
+    >>> np.round(top_p_filter([0.1, 0.5, 0.15, 0.25], 0.8), 4).tolist()  # needs 0.15 too
+    [0.0, 0.5556, 0.1667, 0.2778]
+    >>> top_p_filter([[0.6, 0.4], [0.3, 0.7]], 0.5).tolist()  # the top token alone
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
+    probs = np.asarray(probs, dtype=float)
+    order = np.argsort(-probs, axis=-1, kind="stable")
+    ranked = np.take_along_axis(probs, order, axis=-1)
+    before = np.cumsum(ranked, axis=-1) - ranked  # mass of the more likely tokens
+    keep = np.zeros(probs.shape, dtype=bool)
+    np.put_along_axis(keep, order, before < p, axis=-1)
+    kept = np.where(keep, probs, 0.0)
+    return kept / kept.sum(axis=-1, keepdims=True)
+
+
+def lora_forward(x, W0, A, B, alpha):
+    """LoRA: Freeze W₀ and train a rank-r update BA: r(dᵢₙ + dₒᵤₜ) parameters instead of dᵢₙ dₒᵤₜ; merge W₀ + α/rBA for inference at no latency cost.
+
+    Formula: h = x W₀ᵀ + (α/r)·x Aᵀ Bᵀ, r = rank = A.shape[0]  (i.e. W = W₀ + (α/r)BA)
+    Source: Hu et al., LoRA: Low-Rank Adaptation of Large Language Models (ICLR 2022), §4.1, eq. 3
+    Conventions:
+      - torch Linear layout: W₀ is (out, in). B starts at 0 and A random (Gaussian in the paper,
+        Kaiming-uniform in Hugging Face PEFT), so training starts from W₀.
+      - PEFT scales by lora_alpha/r; use_rslora=True scales by α/√r instead.
+
+    >>> x, W0 = [[1.0, 2.0, 0.0], [0.0, -1.0, 1.0]], [[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]]
+    >>> A, B = [[1.0, 1.0, 0.0], [0.0, 1.0, -1.0]], [[1.0, 0.5], [-1.0, 2.0]]  # r = 2
+    >>> lora_forward(x, W0, A, B, alpha=4.0).tolist()  # xW₀ᵀ = [[1, 4], [−1, −1]], update ×2
+    [[9.0, 6.0], [-5.0, -7.0]]
+    >>> lora_forward(x, W0, A, np.zeros((2, 2)), alpha=4.0).tolist()  # B = 0 at the start: W₀ alone
+    [[1.0, 4.0], [-1.0, -1.0]]
+    """
+    x, A = np.asarray(x, dtype=float), np.asarray(A, dtype=float)
+    base = x @ np.asarray(W0, dtype=float).T
+    return base + (alpha / A.shape[0]) * (x @ A.T) @ np.asarray(B, dtype=float).T
+
+
+def dpo_loss(logp_w, logp_l, ref_logp_w, ref_logp_l, beta=0.1):
+    """DPO loss: Preference tuning without a reward model or RL: raise the policy's log-ratio to the reference on the chosen answer y_w above that on the rejected yₗ; β plays the role of RLHF's KL weight.
+
+    Formula: L = −mean log σ(β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])
+    Source: Rafailov et al., Direct Preference Optimization (NeurIPS 2023), §4, eq. 7
+    Conventions:
+      - Each log-probability is the sum over the response tokens. TRL DPOTrainer
+        loss_type="sigmoid" is this; IPO and label-smoothed (conservative) DPO differ.
+      - Computed as log(1 + e^(−x)) so large margins do not overflow.
+
+    >>> round(dpo_loss(-1.0, -2.0, -1.5, -1.5, beta=0.5), 6)  # margin 0.5 + 0.5 = 1: ln(1 + e^−0.5)
+    0.474077
+    >>> round(dpo_loss([-1.0, -3.0], [-2.0, -2.0], [-1.5, -2.5], [-1.5, -1.0], beta=0.5), 6)
+    0.525008
+    >>> round(dpo_loss(-5.0, -5.0, -5.0, -5.0), 6)  # policy = reference: ln 2
+    0.693147
+    """
+    logp_w, logp_l = np.asarray(logp_w, dtype=float), np.asarray(logp_l, dtype=float)
+    margin = (logp_w - np.asarray(ref_logp_w, dtype=float)) - (logp_l - np.asarray(ref_logp_l, dtype=float))
+    return float(np.mean(np.logaddexp(0.0, -beta * margin)))
+
+
 # --- NLP -----------------------------------------------------------------------------
 
 
@@ -1821,7 +2194,7 @@ def perplexity(log_probs):
     """Perplexity: Exp of the mean negative log-likelihood per token; lower is better.
 
     Formula: PPL = exp(−(1/N) Σ log P(wᵢ | w₁ … wᵢ₋₁))
-    Source: Jurafsky & Martin, Speech and Language Processing (3rd ed. draft, Jan 2025), ch. 3, Perplexity
+    Source: Jurafsky & Martin, Speech and Language Processing (3rd ed. draft, Jan 2025), ch. 3
     Conventions:
       - Natural log here; with log₂ use 2 to the power instead. Equals exp(mean cross-entropy
         loss) in PyTorch or Keras.
@@ -1984,3 +2357,147 @@ def two_tower_scores(U, I):
     [2.0, 2.0, 2.0]
     """
     return np.asarray(U, dtype=float) @ np.asarray(I, dtype=float).T
+
+
+def in_batch_softmax_loss(user_emb, item_emb, tau=1.0):
+    """In-batch softmax loss (InfoNCE): Trains a two-tower model with the batch's other items as free negatives: cross-entropy over the B × B score matrix with the diagonal as labels.
+
+    Formula: L = −(1/B) Σᵢ log softmax(U Iᵀ/τ)ᵢᵢ: row i’s own item is the positive, the other items of the batch are negatives
+    Source: van den Oord, Li & Vinyals, Representation Learning with Contrastive Predictive Coding (2018), §2.3, eq. 4
+    Conventions:
+      - torch: F.cross_entropy(U @ I.T / τ, torch.arange(B)). CLIP averages this and the
+        item→user direction.
+      - Popular items are over-used as negatives; Yi et al. (RecSys 2019) subtract log Q(item)
+        from the logits. Embeddings are often L2-normalised with τ ≈ 0.05.
+
+    >>> U, I = [[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], [[2.0, 0.0], [1.0, 1.0], [0.0, -1.0]]
+    >>> round(in_batch_softmax_loss(U, I), 6)
+    1.422758
+    >>> round(in_batch_softmax_loss(U, I, tau=0.5), 6)
+    2.285266
+    >>> round(in_batch_softmax_loss(np.zeros((4, 3)), np.zeros((4, 3))), 6)  # all scores equal: ln 4
+    1.386294
+    """
+    S = np.asarray(user_emb, dtype=float) @ np.asarray(item_emb, dtype=float).T / tau
+    top = S.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(S - top).sum(axis=1))
+    return float(np.mean(log_norm - np.diag(S)))
+
+
+def bpr_loss(pos_scores, neg_scores):
+    """BPR loss: Pairwise ranking from implicit feedback: push a user's score of an item they used above one they did not.
+
+    Formula: L = −mean log σ(score(u, i) − score(u, j)), i a consumed item, j not
+    Source: Rendle et al., BPR: Bayesian Personalized Ranking from Implicit Feedback (UAI 2009), §4.1
+    Conventions:
+      - The paper maximises Σ ln σ(x̂ᵤᵢⱼ) − λ‖Θ‖²; the regulariser is left out here. Equals
+        F.softplus(neg − pos).mean() in torch.
+
+    >>> round(bpr_loss([2.0, 0.5, -1.0], [0.0, 1.0, -1.0]), 6)
+    0.598051
+    >>> round(bpr_loss([np.log(3)], [0.0]), 6)  # σ(ln 3) = 3/4: −ln 0.75
+    0.287682
+    >>> bpr_loss([1000.0], [-1000.0])
+    0.0
+    """
+    diff = np.asarray(pos_scores, dtype=float) - np.asarray(neg_scores, dtype=float)
+    return float(np.mean(np.logaddexp(0.0, -diff)))
+
+
+def biased_mf_predict(mu, b_u, b_i, p_u, q_i):
+    """Biased matrix factorization: Global mean, plus how the user rates in general, plus how the item is rated in general, plus the latent interaction.
+
+    Formula: r̂ᵤᵢ = μ + bᵤ + bᵢ + pᵤ·qᵢ
+    Source: Koren, Bell & Volinsky, Matrix Factorization Techniques for Recommender Systems (IEEE Computer 2009), eq. 4
+    Conventions:
+      - p_u and q_i are k-vectors, or (n, k) rows of pairs with b_u, b_i of length n; the dot
+        product is over the last axis.
+
+    >>> round(float(biased_mf_predict(3.7, -0.3, 0.5, [0.0, 0.0], [1.0, 1.0])), 6)  # Koren's Joe and Titanic
+    3.9
+    >>> round(float(biased_mf_predict(3.5, -0.3, 0.5, [1.0, 2.0], [0.5, -0.25])), 6)  # + 0.5 − 0.5
+    3.7
+    >>> np.round(biased_mf_predict(3.0, [0.5, -1.0], [0.25, 0.0], [[1, 2], [3, 0]], [[2, 1], [1, 1]]), 6).tolist()
+    [7.75, 5.0]
+    """
+    dot = np.sum(np.asarray(p_u, dtype=float) * np.asarray(q_i, dtype=float), axis=-1)
+    return mu + np.asarray(b_u, dtype=float) + np.asarray(b_i, dtype=float) + dot
+
+
+# --- ML system design framework ------------------------------------------------------
+
+
+def ab_test_sample_size(sigma, delta, alpha=0.05, power=0.8):
+    """A/B test sample size: Users per group for a two-sided z-test to detect a difference δ in means with metric standard deviation σ; halving δ quadruples n. For a conversion rate p, σ² = p(1 − p).
+
+    Formula: n per group = ⌈2(z₁₋α/₂ + z_power)² σ² / δ²⌉  (≈ 16σ²/δ² for α = 0.05, power 0.8)
+    Source: Kohavi et al., Controlled experiments on the web (Data Min. Knowl. Disc. 2009), §3.2
+    Conventions:
+      - z are standard-normal quantiles (scipy.stats.norm.ppf; here Wichura’s AS 241, as
+        Python’s statistics.NormalDist). statsmodels NormalIndPower().solve_power(δ/σ, alpha=α,
+        power=power) gives the same n before rounding up.
+      - Equal groups and a known σ; Kohavi et al.’s rule of thumb 16σ²/δ² rounds 2(1.96 + 0.84)²
+        = 15.7 up.
+
+    >>> ab_test_sample_size(1.0, 0.1)  # 2(1.959964 + 0.841621)²·100 = 1569.78
+    1570
+    >>> ab_test_sample_size(np.sqrt(0.1 * 0.9), 0.01)  # 10% conversion, +1 point: 14127.98
+    14128
+    >>> ab_test_sample_size(2.0, 0.5, alpha=0.01, power=0.9)  # z = 2.575829, 1.281552: 476.14
+    477
+    """
+    def z(p):  # standard-normal quantile, Wichura's AS 241 (relative error ~1e-16)
+        q = p - 0.5
+        if abs(q) <= 0.425:
+            r = 0.180625 - q * q
+            return q * np.polyval([2509.0809287301226727, 33430.575583588128105, 67265.770927008700853,
+                                   45921.953931549871457, 13731.693765509461125, 1971.5909503065514427,
+                                   133.14166789178437745, 3.3871328727963666080], r) / np.polyval(
+                [5226.4952788528545610, 28729.085735721942674, 39307.895800092710610,
+                 21213.794301586595867, 5394.1960214247511077, 687.18700749205790830,
+                 42.313330701600911252, 1.0], r)
+        r = np.sqrt(-np.log(min(p, 1 - p)))
+        if r <= 5.0:
+            num = [7.74545014278341407640e-4, 2.27238449892691845833e-2, 2.41780725177450611770e-1,
+                   1.27045825245236838258, 3.64784832476320460504, 5.76949722146069140550,
+                   4.63033784615654529590, 1.42343711074968357734]
+            den = [1.05075007164441684324e-9, 5.47593808499534494600e-4, 1.51986665636164571966e-2,
+                   1.48103976427480074590e-1, 6.89767334985100004550e-1, 1.67638483018380384940,
+                   2.05319162663775882187, 1.0]
+            r = r - 1.6
+        else:
+            num = [2.01033439929228813265e-7, 2.71155556874348757815e-5, 1.24266094738807843860e-3,
+                   2.65321895265761230930e-2, 2.96560571828504891230e-1, 1.78482653991729133580,
+                   5.46378491116411436990, 6.65790464350110377720]
+            den = [2.04426310338993978564e-15, 1.42151175831644588870e-7, 1.84631831751005468180e-5,
+                   7.86869131145613259100e-4, 1.48753612908506148525e-2, 1.36929880922735805310e-1,
+                   5.99832206555887937690e-1, 1.0]
+            r = r - 5.0
+        x = np.polyval(num, r) / np.polyval(den, r)
+        return -x if q < 0 else x
+
+    n = 2 * (z(1 - alpha / 2) + z(power)) ** 2 * sigma**2 / delta**2
+    return int(np.ceil(n))
+
+
+def psi(expected, actual):
+    """Population stability index: Drift of a feature or score between training (expected) and serving (actual) bins: < 0.1 stable, 0.1–0.25 a moderate shift, > 0.25 a major shift.
+
+    Formula: PSI = Σ_bins (a − e)·ln(a/e), a and e the actual and expected fractions per bin
+    Source: Siddiqi, Credit Risk Scorecards (Wiley 2006), ch. 8
+    Conventions:
+      - PSI is the symmetric KL divergence KL(a‖e) + KL(e‖a). Counts are turned into fractions
+        first; bins are usually deciles of the expected data.
+      - An empty bin makes PSI infinite; practitioners replace 0 by a small fraction such as
+        1e-4.
+
+    >>> round(psi([0.25, 0.25, 0.25, 0.25], [0.3, 0.2, 0.35, 0.15]), 6)  # moderate shift
+    0.105003
+    >>> round(psi([0.1, 0.2, 0.3, 0.4], [0.12, 0.18, 0.3, 0.4]), 6)  # stable
+    0.005754
+    >>> round(psi([50, 30, 20], [20, 30, 50]), 6)  # counts; major shift: 2·0.3·ln 2.5
+    0.549774
+    """
+    e, a = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
+    e, a = e / e.sum(), a / a.sum()
+    return float(np.sum((a - e) * np.log(a / e)))
