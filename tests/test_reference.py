@@ -23,6 +23,7 @@ import sklearn.metrics as skm
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import linalg, special, stats
 from scipy.spatial import distance
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
@@ -614,6 +615,18 @@ def test_roc_auc_matches_sklearn_and_mann_whitney(formulas, kind, n):
         assert float(got) == 0.5
 
 
+@reference("roc_auc")
+@pytest.mark.parametrize("label", [0, 1])
+def test_roc_auc_of_one_class_raises_where_sklearn_warns_and_returns_nan(formulas, label):
+    # AUC needs a positive and a negative. scikit-learn ≥ 1.6 warns and returns nan (≤ 1.4 raised);
+    # the sheet's function raises, as its conventions say.
+    y, scores = [label] * 4, [0.1, 0.4, 0.35, 0.8]
+    with pytest.warns(UndefinedMetricWarning, match="Only one class"):
+        assert math.isnan(skm.roc_auc_score(y, scores))
+    with pytest.raises(ValueError, match="both classes"):
+        formulas.roc_auc(y, scores)
+
+
 @reference("average_precision")
 @pytest.mark.parametrize(("kind", "n"), RANKING_CASES)
 def test_average_precision_matches_sklearn(formulas, kind, n):
@@ -1185,10 +1198,26 @@ def test_attention_matches_torch_sdpa(formulas, batch, n_q, n_k, d_k, d_v, mask_
         mask = np.tril(np.ones((n_q, n_k), dtype=bool), k=n_k - n_q)
     elif mask_kind == "random_batched":  # a mask per batch element, broadcast against the heads
         mask = rng.random((*batch, n_q, n_k)) < 0.5
-        mask[..., 0] = True  # no fully masked query row (torch returns nan there, ours zeros)
+        mask[..., 0] = True  # no fully masked query row: test_attention_fully_masked_row_is_zero_like_torch
     expected = F.scaled_dot_product_attention(t64(Q), t64(K), t64(V),
                                               attn_mask=None if mask is None else torch.tensor(mask))
     close(formulas.attention(Q, K, V, mask=mask), to_np(expected))
+
+
+@reference("attention")
+@torch_test
+def test_attention_fully_masked_row_is_zero_like_torch(formulas):
+    # The sheet's convention: a query that may attend to no key gets zeros, as torch SDPA since 2.5 (its
+    # _safe_softmax); older torch returned nan. The other rows are ordinary attention.
+    rng = rng_for("attn_fully_masked")
+    Q, K, V = rng.normal(size=(3, 4)), rng.normal(size=(5, 4)), rng.normal(size=(5, 2))
+    mask = rng.random((3, 5)) < 0.6
+    mask[0] = True
+    mask[1] = False
+    got = formulas.attention(Q, K, V, mask=mask)
+    assert got[1].tolist() == [0.0, 0.0]
+    expected = F.scaled_dot_product_attention(t64(Q), t64(K), t64(V), attn_mask=torch.tensor(mask))
+    close(got, to_np(expected))
 
 
 @reference("multi_head_attention")
