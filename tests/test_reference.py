@@ -831,6 +831,23 @@ def test_batch_norm_matches_torch_training_mode(formulas, n, d, eps):
         close(formulas.batch_norm(x, gamma, beta), to_np(expected))
 
 
+@reference("batch_norm")
+@torch_test
+def test_batch_norm_on_conv_maps_per_channel_like_batchnorm2d(formulas):
+    # The conventions' recipe for (N, C, H, W): channels last, flatten N·H·W rows, normalise, put back.
+    # BatchNorm2d keeps one mean and variance per channel over axes (0, 2, 3).
+    n, c, h, w = 3, 4, 5, 2
+    rng = rng_for("bn_conv")
+    x, gamma, beta = rng.normal(1, 2, size=(n, c, h, w)), rng.normal(size=c), rng.normal(size=c)
+    rows = x.transpose(0, 2, 3, 1).reshape(-1, c)
+    got = formulas.batch_norm(rows, gamma, beta).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    bn = torch.nn.BatchNorm2d(c).double().train()
+    with torch.no_grad():
+        bn.weight.copy_(t64(gamma))
+        bn.bias.copy_(t64(beta))
+    close(got, to_np(bn(t64(x))))
+
+
 @reference("dropout")
 def test_dropout_with_p_zero_is_identity(formulas):
     x = rng_for("dropout0").normal(size=(4, 5))
