@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Child", "Limits", "Outcome", "clip", "run"]
+__all__ = ["Child", "Limits", "Outcome", "clip", "limited_command", "run", "scrubbed_env"]
 
 _PREFIX = "sheetgen-sandbox-"
 
@@ -142,6 +142,35 @@ def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def scrubbed_env(home: str) -> dict[str, str]:
+    """The whole environment YAML code gets: no tokens or credentials of the user's shell."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": home, "TMPDIR": home}
+
+
+# Runs before the command it wraps (no import of sheetgen: kernels start fast): lower the limits,
+# then exec the command, which keeps them. Arguments: cpu seconds, address space bytes, file bytes, "--", argv.
+_WRAPPER = """\
+import os, resource, signal, sys
+cpu, memory, size = (int(v) for v in sys.argv[1:4])
+for which, soft, hard in ((resource.RLIMIT_CPU, cpu, cpu + 2), (resource.RLIMIT_AS, memory, memory),
+                          (resource.RLIMIT_FSIZE, size, size), (resource.RLIMIT_CORE, 0, 0)):
+    current = resource.getrlimit(which)[1]
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(which, (soft, hard))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+os.execvp(sys.argv[5], sys.argv[5:])
+"""
+
+
+def limited_command(argv: list[str], limits: Limits, baseline_bytes: int = 1 << 30) -> list[str]:
+    """`argv` run under the CPU, file-size and memory limits of `limits`, for a process started from
+    scratch (e.g. a Jupyter kernel): its address space may be `baseline_bytes` (the interpreter, its
+    threads and imports) plus `limits.memory_bytes`."""
+    return [sys.executable, "-I", "-c", _WRAPPER, str(limits.cpu_seconds),
+            str(baseline_bytes + limits.memory_bytes), str(limits.file_bytes), "--", *argv]
+
+
 def _death(exitcode: int | None, workdir: str) -> str:
     if exitcode is None:
         how = "stopped answering"
@@ -225,11 +254,8 @@ def _confine(limits: Limits, workdir: str) -> None:
     """Everything the child does before it runs YAML code."""
     os.setsid()  # own session and process group: no terminal Ctrl-C, and the parent can kill the group
     os.chdir(workdir)
-    for name in ("HOME", "TMPDIR"):
-        os.environ[name] = workdir
-    keep = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
     os.environ.clear()
-    os.environ.update(keep)
+    os.environ.update(scrubbed_env(workdir))
     tempfile.tempdir = workdir
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

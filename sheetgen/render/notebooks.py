@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import doctest
+import functools
 import hashlib
 import io
 import os
@@ -25,6 +26,7 @@ from typing import Any, cast
 import nbformat
 from nbformat import NotebookNode
 
+from .. import sandbox
 from ..errors import Problem, SheetError
 from ..katex import split_inline_math
 from ..model import Formula, Section, Sheet
@@ -41,10 +43,11 @@ __all__ = [
     "loads",
     "notebook_path",
     "render_notebooks",
+    "text_only",
 ]
 
 KERNEL_NAME = "python3"
-_CACHE_FORMAT = "1"
+_CACHE_FORMAT = "2"  # 2: outputs are text only (see text_only)
 _KERNELSPEC = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -203,6 +206,46 @@ def cache_key(notebook: NotebookNode, kernel_name: str = KERNEL_NAME) -> str:
     return digest.hexdigest()
 
 
+def _node(data: dict[str, Any]) -> NotebookNode:
+    return cast(NotebookNode, nbformat.from_dict(data))  # type: ignore[no-untyped-call]
+
+
+_TEXT_OUTPUT_KEYS = {"stream": ("name", "text"), "error": ("ename", "evalue", "traceback")}
+
+
+def text_only(notebook: NotebookNode) -> NotebookNode:
+    """The notebook with every output reduced to plain text, in place.
+
+    Examples are code from the YAML: a value's `_repr_html_`, `_repr_javascript_`, `_repr_svg_` or
+    `_repr_markdown_` would otherwise reach the site as live markup (stored XSS). Rich results keep
+    only their `text/plain` form (which nbconvert escapes); outputs without one, widgets and unknown
+    output types are dropped; output metadata is dropped.
+    """
+    for cell in notebook.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            kind = output.get("output_type")
+            if kind in _TEXT_OUTPUT_KEYS:
+                fields = {key: output.get(key) for key in _TEXT_OUTPUT_KEYS[kind]}
+                if all(isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                       for v in fields.values()):
+                    kept.append(_node({"output_type": kind, **fields}))
+            elif kind in ("execute_result", "display_data"):
+                text = output.get("data", {}).get("text/plain")
+                if isinstance(text, list):
+                    text = "".join(text)
+                if not isinstance(text, str):
+                    continue
+                plain: dict[str, Any] = {"output_type": kind, "data": {"text/plain": text}, "metadata": {}}
+                if kind == "execute_result":
+                    plain["execution_count"] = output.get("execution_count")
+                kept.append(_node(plain))
+        cell["outputs"] = kept
+    return notebook
+
+
 @dataclass(frozen=True)
 class Executed:
     notebook: NotebookNode
@@ -230,7 +273,7 @@ def execute_notebooks(notebooks: Mapping[str, NotebookNode], cache_dir: Path, *,
     for name, notebook in notebooks.items():
         cached = cache_dir / f"{cache_key(notebook, kernel_name)}.ipynb"
         try:
-            results[name] = Executed(loads(cached.read_text(encoding="utf-8")), True)
+            results[name] = Executed(text_only(loads(cached.read_text(encoding="utf-8"))), True)
             continue
         except (OSError, ValueError):
             pass  # not cached yet, or a damaged entry: execute again and overwrite
@@ -242,6 +285,7 @@ def execute_notebooks(notebooks: Mapping[str, NotebookNode], cache_dir: Path, *,
         if errors:
             raise SheetError(problem for error in errors for problem in error.problems)
         for name, (cached, executed) in misses.items():
+            text_only(executed)
             write_atomic(cached, dumps(executed))
             results[name] = Executed(executed, cached=False)
     return {name: results[name] for name in notebooks}
@@ -262,9 +306,12 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
                 # print its warning about unencrypted TCP.
                 config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(workdir, "kernel")}})
                 client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, config=config,
-                                        record_timing=False, resources={"metadata": {"path": workdir}})
+                                        record_timing=False, resources={"metadata": {"path": workdir}},
+                                        kernel_manager_class=_limited_kernel_manager())
                 try:
-                    await client.async_execute()
+                    # The cells are YAML code: the kernel gets the sandbox's limits, this temporary folder
+                    # as cwd and HOME, and no environment variables of ours (no tokens, no credentials).
+                    await client.async_execute(env=sandbox.scrubbed_env(workdir))
                 except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
                     return _cell_error(notebook, err, sheet, name)
         return None
@@ -273,15 +320,38 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
     return [error for error in outcomes if error is not None]
 
 
+KERNEL_LIMITS = sandbox.Limits(cpu_seconds=300, memory_bytes=1 << 30, file_bytes=64 << 20)
+
+
+@functools.cache
+def _limited_kernel_manager() -> type:
+    """A kernel manager that starts the kernel under `KERNEL_LIMITS` (see `sandbox.limited_command`)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LimitedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return sandbox.limited_command(super().format_kernel_cmd(extra_arguments), KERNEL_LIMITS)
+
+    return LimitedKernelManager
+
+
 def _cell_error(notebook: NotebookNode, err: Exception, sheet: Sheet | None, name: str) -> SheetError:
+    from nbclient.exceptions import DeadKernelError
+
     failed: Any = None
     for cell in notebook.cells:
         if any(output.get("output_type") == "error" for output in cell.get("outputs", ())):
             failed = cell
+    if failed is None:  # a timeout or a dead kernel: the first code cell that never finished
+        failed = next((c for c in notebook.cells if c.get("cell_type") == "code" and c.get("execution_count") is None),
+                      None)
     message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-    if failed is not None:
-        error = next(o for o in failed.outputs if o.get("output_type") == "error")
+    error = next((o for o in failed.outputs if o.get("output_type") == "error"), None) if failed is not None else None
+    if error is not None:
         message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
+    elif isinstance(err, DeadKernelError):
+        message = "the kernel died (out of memory, CPU time, or the code ended it)"
+    message = sandbox.clip(message)
     entry_id = str(failed.get("id", "")).removesuffix("-code") if failed is not None else None
     fix = "the doctests pass but the notebook cell failed; run `sheetgen notebooks` and open the notebook"
     if sheet is not None and entry_id and entry_id != "setup":

@@ -1,0 +1,126 @@
+"""No active markup from notebook outputs reaches the site (issue 9 §2: stored XSS).
+
+Examples are code; a value with `_repr_html_` (or `_repr_javascript_`, `_repr_svg_`, …) would put
+its markup into the executed notebook and from there into the site's notebook page. Outputs are
+reduced to text before anything is cached or published. Each payload below is assembled at run time
+from pieces, so the whole string exists only in an output: finding it in any site file, raw or
+HTML-escaped, means an output got through.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sheetgen.render.notebooks import text_only
+from tests.conftest import needs_katex
+
+PAYLOADS = {
+    "html": '<img src=x onerror=alert("h3-html")><script>alert("h3-script")</script>',
+    "javascript": 'alert("h3-js")',
+    "svg": '<svg onload="alert(\'h3-svg\')"><script>alert("h3-svg-script")</script></svg>',
+    "markdown": '<img src=y onerror=alert("h3-md")>',
+    "latex": r"$\href{javascript:alert('h3-tex')}{x}$",
+}
+
+
+def _split(text: str) -> str:
+    """Python source for `text` built from 6-character pieces, so the source never holds the payload
+    (nor a whole `javascript:`, which the loader refuses anywhere)."""
+    return " + ".join(repr(text[i:i + 6]) for i in range(0, len(text), 6))
+
+
+SHEET = f"""\
+sheet:
+  title: Payloads
+sections:
+  - id: rich
+    title: Rich outputs
+    entries:
+      - kind: formula
+        id: rich
+        name: Rich reprs
+        latex: 'y = x'
+        meaning: Returns objects whose rich representations carry scripts.
+        source: A test
+        implementation: |
+          def rich(x):
+              return x
+        examples: |
+          >>> class Rich:
+          ...     def _repr_html_(self):
+          ...         return {_split(PAYLOADS["html"])}
+          ...     def _repr_javascript_(self):
+          ...         return {_split(PAYLOADS["javascript"])}
+          ...     def _repr_svg_(self):
+          ...         return {_split(PAYLOADS["svg"])}
+          ...     def _repr_markdown_(self):
+          ...         return {_split(PAYLOADS["markdown"])}
+          ...     def _repr_latex_(self):
+          ...         return {_split(PAYLOADS["latex"])}
+          ...     def __repr__(self):
+          ...         return 'Rich()'
+          >>> rich(Rich())
+          Rich()
+"""
+
+
+def _outputs(cell: dict[str, object]) -> list[dict[str, object]]:
+    return cell["outputs"]  # type: ignore[return-value]
+
+
+def test_text_only_keeps_text_and_drops_every_rich_output() -> None:
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": "printed\n"},
+        {"output_type": "execute_result", "execution_count": 1, "metadata": {"isolated": True},
+         "data": {"text/plain": "Rich()", "text/html": PAYLOADS["html"], "image/svg+xml": PAYLOADS["svg"],
+                  "application/javascript": PAYLOADS["javascript"], "text/markdown": PAYLOADS["markdown"],
+                  "text/latex": PAYLOADS["latex"], "image/png": "iVBORw0KGgo=",
+                  "application/vnd.jupyter.widget-view+json": {"model_id": "m"}}},
+        {"output_type": "display_data", "metadata": {}, "data": {"text/html": PAYLOADS["html"]}},
+        {"output_type": "error", "ename": "ValueError", "evalue": "bad", "traceback": ["line"]},
+        {"output_type": "something_new", "data": {"text/html": PAYLOADS["html"]}},
+    ]
+    notebook = nbformat.from_dict({  # type: ignore[no-untyped-call]
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+        "cells": [{"cell_type": "code", "id": "c", "source": "x", "metadata": {}, "execution_count": 1,
+                   "outputs": outputs}]})
+    text_only(notebook)
+    assert json.loads(json.dumps(_outputs(notebook.cells[0]))) == [
+        {"output_type": "stream", "name": "stdout", "text": "printed\n"},
+        {"output_type": "execute_result", "execution_count": 1, "metadata": {}, "data": {"text/plain": "Rich()"}},
+        {"output_type": "error", "ename": "ValueError", "evalue": "bad", "traceback": ["line"]},
+    ]
+    nbformat.validate(notebook)
+
+
+def _found(site: Path) -> list[str]:
+    hits = []
+    for path in sorted(site.rglob("*")):
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for kind, payload in PAYLOADS.items():
+            for form in {payload, html.escape(payload), html.escape(payload, quote=False), json.dumps(payload)[1:-1]}:
+                if form in text:
+                    hits.append(f"{path.relative_to(site)}: {kind} payload")
+    return hits
+
+
+@pytest.mark.slow
+@needs_katex
+def test_rich_outputs_never_reach_the_site(tmp_path: Path) -> None:
+    from tests.sitehelpers import built_site
+
+    yaml = tmp_path / "formulas.yaml"
+    yaml.write_text(SHEET, encoding="utf-8")
+    site = built_site(str(yaml))
+    pages = list(site.rglob("notebooks/**/*.html"))
+    assert pages, "the notebook page was not built"
+    page = "".join(p.read_text(encoding="utf-8") for p in pages)
+    assert "Rich()" in page, "the text form of the value should be shown"
+    assert _found(site) == []
