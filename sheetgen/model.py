@@ -116,6 +116,37 @@ class EntryBase(Strict):
         return edition == "full" or self.print_edition in ("core", True)
 
 
+class PrintedCheck(Strict):
+    """How the printed `latex` is evaluated and compared with the implementation (README: Printed-formula check).
+
+    Every formula is checked by default; this block only names what the automatic rules cannot.
+    """
+
+    symbols: dict[Annotated[str, Field(min_length=1, max_length=200)],
+                  Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=dict,
+        description="TeX symbol as written in latex → argument name, returned name, `result`, or a small "
+                    "expression over them (numbers, operators, indexing, np.<function>, lambda), e.g. "
+                    "{'\\nabla_\\theta L': grad, d: d_model}.",
+    )
+    returns: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=40)], ...] = Field(
+        (), description="Names of the parts of a returned tuple, in order, e.g. [theta, m, v]."
+    )
+    calls: str | None = Field(
+        None, min_length=1, max_length=300,
+        description="Which doctest calls the printed form describes: an expression over the arguments, "
+                    "e.g. 'x.ndim == 1 and mask is None'.",
+    )
+    unchecked: dict[Annotated[str, Field(min_length=1, max_length=300)], Prose] = Field(
+        default_factory=dict,
+        description="Printed sides or statements that are not evaluated (exact LaTeX) → the reason.",
+    )
+    skip: str | None = Field(
+        None, min_length=10, max_length=400,
+        description="Opt out of the printed-formula check; the written reason is printed by `sheetgen check`.",
+    )
+
+
 class Formula(EntryBase):
     """A formula with its LaTeX, meaning, source and a tested NumPy implementation."""
 
@@ -134,6 +165,9 @@ class Formula(EntryBase):
         description="A Python function named like the id, NumPy only (np is imported)."
     )
     examples: Code = Field(description="Doctest examples (>>> lines with expected output).")
+    check: PrintedCheck | None = Field(
+        None, description="Optional: how the printed latex is checked against the implementation."
+    )
 
 
 class Fact(EntryBase):
