@@ -327,7 +327,8 @@ class Scope:
             return _unary(lambda a: a.astype(float), self.num(node.arg))
         if isinstance(node, tex.Cmp):
             ops: dict[str, Callable[..., Any]] = {"<": np.less, ">": np.greater, "<=": np.less_equal,
-                                                  ">=": np.greater_equal, "==": np.equal, "!=": np.not_equal}
+                                                  ">=": np.greater_equal, "==": np.equal, "!=": np.not_equal,
+                                                  "and": np.logical_and}
             if node.op not in ops:
                 raise EvalError(f"relation {node.op} cannot be evaluated here")
             return _unary(lambda a: a.astype(float), _binary(ops[node.op], self.num(node.left), self.num(node.right)))
@@ -408,7 +409,10 @@ class Scope:
             product: tex.Node = tex.Atom(atom.base[0], "letters")
             for letter in atom.base[1:]:
                 product = tex.Jux(product, tex.Atom(letter, "letters"))
-            return self.eval(product)
+            try:
+                return self.eval(product)
+            except Unbound:
+                raise Unbound(atom_tex(atom)) from None  # name `FN`, not its first letter
         if atom.kind == "name" and atom.base.isdigit():
             return LArr(np.asarray(float(atom.base)))
         raise Unbound(atom_tex(atom))

@@ -399,7 +399,7 @@ _ACCENTS = {r"\hat": "hat", r"\tilde": "tilde", r"\bar": "bar", r"\vec": "", r"\
 _STOP = frozenset([("sym", "+"), ("sym", "-"), ("sym", "="), ("sym", ","), ("sym", ")"), ("sym", "]"),
                    ("sym", "}"), ("sym", "&"), ("sym", "<"), ("sym", ">"), ("sym", "|"), ("sym", ";"),
                    ("cmd", r"\rvert"), ("cmd", r"\rVert"), ("cmd", r"\Vert"), ("cmd", r"\rfloor"),
-                   ("cmd", r"\rceil"), ("cmd", r"\rangle"), ("cmd", r"\mid"), ("cmd", r"\cdot"),
+                   ("cmd", r"\rceil"), ("cmd", r"\rangle"), ("cmd", r"\mid"), ("cmd", r"\parallel"), ("cmd", r"\cdot"),
                    ("cmd", r"\odot"), ("cmd", r"\times"), ("sym", "/"), ("cmd", r"\le"), ("cmd", r"\ge"),
                    ("cmd", r"\ne"), ("cmd", r"\in"), ("cmd", r"\end{cases}"), ("cmd", r"\dots"),
                    ("sym", "&"), ("sep", r"\\"), ("sym", ":"), ("cmd", r"\approx"), ("cmd", r"\leftarrow"),
@@ -479,12 +479,16 @@ class _Parser:
 
     def condition(self) -> Node:
         left = self.expression()
+        node: Node = left
         tok = self.peek()
-        if tok is not None and tok.kind in ("sym", "cmd") and tok.text in _COMPARE:
+        while tok is not None and tok.kind in ("sym", "cmd") and tok.text in _COMPARE:
             self.take()
             right = self.expression()
-            return Cmp(_COMPARE[tok.text], left, right, start=left.start, end=right.end)
-        return left
+            compare = Cmp(_COMPARE[tok.text], left, right, start=left.start, end=right.end)
+            node = compare if node is left else Cmp("and", node, compare, start=node.start, end=right.end)
+            left = right  # `W \le t < T`: both comparisons hold
+            tok = self.peek()
+        return node
 
     def term(self) -> Node:
         node = self.juxtaposition()
