@@ -26,7 +26,7 @@ from sheetgen.render.code import comment, docstring, render_module, string_liter
 from sheetgen.render.texplain import prose_to_unicode, tex_to_unicode
 from tests.conftest import ROOT
 
-EXAMPLES = int(os.environ.get("SHEETGEN_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("SHEETGEN_FUZZ_EXAMPLES", "200"))
 SHIPPED = load_sheet(ROOT / "formulas.yaml")
 # Pieces that end strings, start lines, comments or doctest examples, or that Python reads differently.
 NASTY = ['"""', "'''", '"', "'", "\\", '\\"', "\\\n", "\n", "\r", "\r\n", "\x0c", "\x0b", "\x00", "\x85",
@@ -38,10 +38,11 @@ CONVENTIONS = st.lists(TEXT, max_size=3).map(tuple)
 
 
 def _sheet_with(texts: dict[str, object], titles: list[str], sheet_title: str) -> Sheet:
-    """The shipped sheet's first two sections, with every prose field of their formulas replaced."""
+    """The shipped sheet's first two sections (two formulas each), every prose field replaced."""
     sections = []
     for section, title in zip(SHIPPED.sections[:2], titles, strict=True):
-        entries = tuple(e.model_copy(update=texts) if isinstance(e, Formula) else e for e in section.entries)
+        formulas = [e for e in section.entries if isinstance(e, Formula)][:2]  # two per section: fast enough
+        entries = tuple(e.model_copy(update=texts) for e in formulas)
         sections.append(section.model_copy(update={"title": title, "entries": entries}))
     info = SHIPPED.sheet.model_copy(update={"title": sheet_title})
     return SHIPPED.model_copy(update={"sheet": info, "sections": tuple(sections)})
@@ -91,12 +92,13 @@ def _check_module(sheet: Sheet) -> None:
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=TEXT, meaning=TEXT, plain=TEXT, source=TEXT, conventions=CONVENTIONS, titles=st.lists(TEXT, min_size=2,
-       max_size=2), sheet_title=TEXT)
-def test_no_prose_leaves_its_docstring_or_comment(name: str, meaning: str, plain: str, source: str,
+@given(name=TEXT, meaning=TEXT, plain=TEXT, latex=TEXT, source=TEXT, conventions=CONVENTIONS,
+       titles=st.lists(TEXT, min_size=2, max_size=2), sheet_title=TEXT)
+def test_no_prose_leaves_its_docstring_or_comment(name: str, meaning: str, plain: str, latex: str, source: str,
                                                    conventions: tuple[str, ...], titles: list[str],
                                                    sheet_title: str) -> None:
-    sheet = _sheet_with({"name": name, "meaning": meaning, "plain": plain, "source": source,
+    # `latex` is in the docstring when `plain` is empty (often, here).
+    sheet = _sheet_with({"name": name, "meaning": meaning, "plain": plain, "latex": latex, "source": source,
                          "conventions": conventions}, titles, sheet_title)
     _check_module(sheet)
 
