@@ -124,3 +124,28 @@ def test_rich_outputs_never_reach_the_site(tmp_path: Path) -> None:
     page = "".join(p.read_text(encoding="utf-8") for p in pages)
     assert "Rich()" in page, "the text form of the value should be shown"
     assert _found(site) == []
+
+
+def test_kernels_run_limited_in_a_temporary_folder_without_our_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheetgen.render.notebooks import KERNEL_LIMITS, execute_notebook
+
+    monkeypatch.setenv("SHEETGEN_TEST_SECRET", "hunter2")
+    probe = ("import json, os, resource\n"
+             "print(json.dumps({'cwd': os.getcwd(), 'env': dict(os.environ),\n"
+             "                  'cpu': resource.getrlimit(resource.RLIMIT_CPU)[0],\n"
+             "                  'memory': resource.getrlimit(resource.RLIMIT_AS)[0],\n"
+             "                  'file': resource.getrlimit(resource.RLIMIT_FSIZE)[0]}))")
+    notebook = nbformat.from_dict({  # type: ignore[no-untyped-call]
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [{"cell_type": "code", "id": "probe", "source": probe, "metadata": {}, "execution_count": None,
+                   "outputs": []}]})
+    executed = execute_notebook(notebook, tmp_path / "cache").notebook
+    seen = json.loads(executed.cells[0].outputs[0]["text"])
+    assert Path(seen["cwd"]).name.startswith("sheetgen-kernel-") and not Path(seen["cwd"]).exists()
+    assert seen["env"]["HOME"] == seen["cwd"] and "hunter2" not in json.dumps(seen["env"])
+    assert not {"SHEETGEN_TEST_SECRET", "VIRTUAL_ENV", "PYTHONPATH"} & set(seen["env"])
+    assert seen["cpu"] == KERNEL_LIMITS.cpu_seconds
+    assert seen["file"] == KERNEL_LIMITS.file_bytes
+    assert 0 < seen["memory"] <= (1 << 30) + KERNEL_LIMITS.memory_bytes
