@@ -26,13 +26,13 @@ def _complain(message: str) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate formulas.yaml, run every formula's doctests and typeset all its math with KaTeX."""
-    from .doctests import run_doctests
+    from .doctests import PRINTED_CHECK, run_doctests
     from .katex import KatexRenderer
     from .render.site import math_requests
 
     started = time.perf_counter()
     sheet = load_sheet(args.file)
-    report = run_doctests(sheet)
+    report = run_doctests(sheet, checks=[PRINTED_CHECK])
     requests = math_requests(sheet)
     KatexRenderer(cache_path=args.cache_dir / "katex.json").render(requests)
     entries = sum(1 for _ in sheet.entries())
@@ -46,6 +46,8 @@ def cmd_code(args: argparse.Namespace) -> int:
     """Write the NumPy module (after its doctests pass)."""
     from .doctests import import_module, run_doctests
     from .render.code import render_module
+    for line in report.printed.lines():  # `printed formulas checked: N/M`, then each skip with its reason
+        print(line)
 
     sheet = load_sheet(args.file)
     source = render_module(sheet)

@@ -55,7 +55,7 @@ class Verified:
 def verify(sheet: Sheet, yaml_text: str, *, renderer: KatexRenderer, cache_dir: Path | None,
            say: Callable[[str], None] | None = None) -> Verified:
     """Run the whole check (or find it passed in the cache); raise `SheetError` on any problem."""
-    from .doctests import run_doctests
+    from .doctests import PRINTED_CHECK, run_doctests
     from .render.site import math_requests
 
     key = verify_key(yaml_text, renderer)
@@ -74,8 +74,8 @@ def verify(sheet: Sheet, yaml_text: str, *, renderer: KatexRenderer, cache_dir: 
     started = time.perf_counter()
     requests = math_requests(sheet)
     renderer.render(requests)  # every formula typesets, before anything slow
-    report = run_doctests(sheet)
-    printed = getattr(report, "printed", None)  # TODO(lead): wire the printed check's report
+    report = run_doctests(sheet, checks=[PRINTED_CHECK])  # the printed-formula check runs in the same child
+    printed = report.printed
     verified = Verified(
         formulas=report.formulas, doctests=report.examples, math=len(requests),
         printed_checked=printed.checked if printed else 0, printed_total=printed.total if printed else 0,

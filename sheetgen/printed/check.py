@@ -43,6 +43,11 @@ class PrintedReport:
     def is_checked(self, formula_id: str) -> bool:
         return self.status.get(formula_id, False)
 
+    @property
+    def checked_ids(self) -> tuple[str, ...]:
+        """Formulas whose printed LaTeX was checked, in sheet order (the site card marks them)."""
+        return tuple(ident for ident, ok in self.status.items() if ok)
+
     def lines(self) -> list[str]:
         out = [f"printed formulas checked: {self.checked}/{self.total}"]
         out += [f"  skipped {ident}: {reason}" for ident, reason in self.skipped]
