@@ -609,6 +609,21 @@ def test_top_p_filter_by_hand(formulas):
     close(formulas.top_p_filter([0.1, 0.5, 0.15, 0.25], 1.0), [0.1, 0.5, 0.15, 0.25])
 
 
+@reference("top_p_filter")
+def test_top_p_filter_keeps_tied_tokens_together(formulas):
+    # Mass strictly above each token: 0.4 → 0, each 0.3 → 0.4. p = 0.5: all kept; p = 0.4: only 0.4 (M < p).
+    close(formulas.top_p_filter([0.3, 0.4, 0.3], 0.5), [0.3, 0.4, 0.3])
+    close(formulas.top_p_filter([0.3, 0.4, 0.3], 0.4), [0.0, 1.0, 0.0])
+    rng = rng_for("top_p_ties")
+    for _ in range(20):
+        probs = rng.integers(1, 5, size=9).astype(float)
+        probs /= probs.sum()
+        p = rng.uniform(0.05, 1.0)
+        above = np.array([probs[probs > v].sum() for v in probs])  # Mᵢ by its definition
+        keep = above < p
+        close(formulas.top_p_filter(probs, p), np.where(keep, probs, 0.0) / probs[keep].sum())
+
+
 @reference("lora_forward")
 @torch_test
 @pytest.mark.parametrize(("n", "d_in", "d_out", "r"), [(1, 3, 2, 1), (4, 8, 5, 2), (6, 16, 16, 4)])
