@@ -502,3 +502,12 @@ def test_check_printed_raises_every_problem_at_once() -> None:
     assert len(lines) == 2
     assert "[f] latex: the printed formula gives 3.0, the implementation gives 2.0 for f(x=1.0)" in lines[0]
     assert "[g] latex: symbol z is not bound" in lines[1]
+
+
+def test_arg_min_over_an_index() -> None:
+    impl = ("def assign(X, centers):\n    X, C = np.asarray(X), np.asarray(centers)\n"
+            "    return np.argmin(((X[:, None, :] - C[None, :, :]) ** 2).sum(-1), axis=1)")
+    calls = ">>> assign([[0.0, 0.0], [5.0, 5.0], [4.0, 0.0]], [[5.0, 4.0], [0.0, 1.0], [3.0, 0.0]])"
+    check = "symbols: {'\\mu_k': 'np.asarray(centers)', x_n: 'np.asarray(X)'}"
+    assert passes(r"c_n = \arg\min_k \lVert x_n - \mu_k \rVert^2", impl, calls, check)
+    assert not passes(r"c_n = \arg\max_k \lVert x_n - \mu_k \rVert^2", impl, calls, check)

@@ -524,6 +524,13 @@ class Scope:
                 self.indices.pop(node.var, None)
             else:
                 self.indices[node.var] = saved
+        if node.op in ("argmin", "argmax"):  # `\arg\min_k`: the value of k where the body is smallest
+            if node.var not in body.labels:
+                raise EvalError(f"\\arg\\{node.op[3:]}_{node.var}: the body does not depend on {node.var}")
+            axis = body.labels.index(node.var)
+            where = (np.argmin if node.op == "argmin" else np.argmax)(body.arr, axis=axis)
+            values = self.index_var(node).values
+            return LArr(np.asarray(values[where]), body.labels[:axis] + body.labels[axis + 1:])
         if node.var not in body.labels:
             if node.op != "sum":
                 return body

@@ -768,6 +768,8 @@ class _Parser:
             return Func(_FUNCS[text], arg, base, power, start=begin, end=self.toks[self.i - 1].end)
         if text in _REDUCE:
             return self.reduce(_REDUCE[text], begin)
+        if text == r"\arg" and self.peek() is not None and self.peek().text in (r"\min", r"\max"):  # type: ignore[union-attr]
+            return self.reduce("arg" + _REDUCE[self.take().text], begin)
         if text in (r"\lvert", r"\lVert", r"\Vert", r"\lfloor", r"\lceil", r"\langle"):
             return self.delimited(text, begin)
         if text == r"\begin{cases}":
@@ -799,7 +801,7 @@ class _Parser:
                 raise TexError(f"cannot read the index of \\{op}_{{{text}}}")
         if not var:
             raise TexError(f"\\{op} needs an index: write \\{op}_i")
-        body = self.term() if op in ("sum", "prod") else self.postfix()
+        body = self.term() if op in ("sum", "prod", "argmin", "argmax") else self.postfix()
         return Reduce(op, var, body, lower, upper, within, start=begin, end=self.toks[self.i - 1].end)
 
     def delimited(self, opening: str, begin: int) -> Node:
