@@ -709,8 +709,8 @@ def test_bpr_loss_by_hand(formulas):
 def test_biased_mf_predict_by_hand(formulas):
     # Koren, Bell & Volinsky's example: μ = 3.7, Joe rates 0.3 below average, Titanic 0.5 above → 3.9.
     close(float(formulas.biased_mf_predict(3.7, -0.3, 0.5, [0.0, 0.0], [0.4, 0.2])), 3.9)
-    # With factors: μ + b_u + b_i + p·q = 3.5 − 0.3 + 0.5 + (1·0.5 + 2·(−0.25)).
-    close(float(formulas.biased_mf_predict(3.5, -0.3, 0.5, [1.0, 2.0], [0.5, -0.25])), 3.7)
+    # With factors: μ + b_u + b_i + p·q = 3.5 − 0.3 + 0.5 + (1·0.5 + 2·0.25) = 4.7.
+    close(float(formulas.biased_mf_predict(3.5, -0.3, 0.5, [1.0, 2.0], [0.5, 0.25])), 4.7)
 
 
 @reference("biased_mf_predict")
