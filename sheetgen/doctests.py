@@ -62,19 +62,30 @@ def import_module(source: str, name: str = "formulas") -> types.ModuleType:
 
 
 def run_doctests(sheet: Sheet, module_source: str | types.ModuleType | None = None, *,
-                 checks: Sequence[str] = (), limits: sandbox.Limits = LIMITS) -> DoctestReport:
+                 checks: Sequence[str] = (), limits: sandbox.Limits = LIMITS,
+                 result_types: Sequence[type] = ()) -> DoctestReport:
     """Run each formula's examples against the module in a limited child process; raise SheetError on any
-    failure. `module_source` defaults to the module rendered from `sheet`."""
+    failure. `module_source` defaults to the module rendered from `sheet`.
+
+    `checks` run in the same child after the doctests (`"module:function"`, called as
+    `function(sheet, module)`); what they return may hold plain values and instances of
+    `result_types` (the printed check's report is always allowed)."""
+    if PRINTED_CHECK in checks:
+        from .printed import PrintedReport
+
+        result_types = [*result_types, PrintedReport]
     if isinstance(module_source, types.ModuleType):  # the older API: the module's source, not the module
         module_source = module_source.__dict__.get("__sheetgen_source__")
     source = module_source if module_source is not None else render_module(sheet)
     import numpy  # imported once here, every forked child inherits it (saves ~0.15 s a run)
     import numpy.random  # noqa: F401 - examples use it; numpy imports it lazily
 
-    outcome = sandbox.run(_run_in_child, sheet, source, tuple(checks), limits=limits)
+    result_types = [Problem, *result_types]
+    outcome = sandbox.run(_run_in_child, sheet, source, tuple(checks), limits=limits, result_types=result_types)
     if outcome.failure is not None and outcome.step == ("define", None):
         # Defining the functions hung or ended the process: again, one definition at a time, to say which.
-        outcome = sandbox.run(_run_in_child, sheet, source, tuple(checks), True, limits=limits)
+        outcome = sandbox.run(_run_in_child, sheet, source, tuple(checks), True, limits=limits,
+                              result_types=result_types)
     if outcome.failure is not None:
         raise SheetError([_located_failure(sheet, outcome, limits)])
     result: dict[str, Any] = outcome.value

@@ -20,15 +20,17 @@ Generic on purpose: doctests use it now, and figure rendering can reuse it.
 from __future__ import annotations
 
 import contextlib
+import io
 import multiprocessing
 import os
+import pickle
 import resource
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -91,13 +93,35 @@ def clip(text: str, limit: int = 200) -> str:
     return f"{text[:limit]}… ({len(text):,} chars)"
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Reads what the child sends: the child runs YAML code, so its bytes are not trusted. Builtin
+    containers and scalars, plus the classes the caller names, and nothing else (no callables)."""
+
+    def __init__(self, data: bytes, allowed: frozenset[tuple[str, str]]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.allowed = allowed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self.allowed or (module == "builtins" and name in _PLAIN_BUILTINS):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not an allowed result type")
+
+
+_PLAIN_BUILTINS = frozenset({"set", "frozenset", "complex"})
+_MAX_MESSAGE = 64 << 20
+
+
 def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
-        context: Literal["fork", "spawn", "forkserver"] | None = None) -> Outcome:
+        context: Literal["fork", "spawn", "forkserver"] | None = None,
+        result_types: Iterable[type] = ()) -> Outcome:
     """Call `target(child, *args)` in a limited child process and return what happened.
 
     With the (default) fork context nothing is pickled on the way in; with spawn, `target` must be
-    importable and `args` picklable. The return value always travels back pickled.
+    importable and `args` picklable. The result travels back pickled and is read with an unpickler
+    that accepts plain values (str, numbers, None, lists, tuples, dicts, sets) and instances of
+    `result_types` (plain dataclasses) only: a child cannot make the parent call anything.
     """
+    allowed = frozenset((t.__module__, t.__qualname__) for t in result_types)
     _remove_stale_folders()
     method = context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     ctx: Any = multiprocessing.get_context(method)
@@ -120,9 +144,14 @@ def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
                     return Outcome(failure="timeout", message=f"ran longer than {limit:g} s", step=step,
                                    note=note, seconds=time.monotonic() - started)
                 try:
-                    kind, value = receive.recv()
+                    data = receive.recv_bytes(_MAX_MESSAGE)
                 except (EOFError, OSError):
-                    break  # the child is gone without a result
+                    break  # the child is gone without a result (or sent more than we read)
+                try:
+                    kind, value = _PlainUnpickler(data, allowed).load()
+                except Exception as err:  # anything a garbled or hostile message raises
+                    return Outcome(failure="raised", message=f"it sent back something unreadable ({clip(str(err))})",
+                                   step=step, note=note, seconds=time.monotonic() - started)
                 if kind == "step":
                     step, note, step_started = value, None, time.monotonic()
                 elif kind == "note":

@@ -76,8 +76,9 @@ def _allocate(child: sandbox.Child, size: int) -> str:
 
 
 def test_memory_is_limited_but_normal_work_fits() -> None:
-    assert sandbox.run(_allocate, 10**11, limits=FAST).value == "MemoryError"
-    assert sandbox.run(_allocate, 200 * 2**20, limits=FAST).value == "allocated"
+    limits = sandbox.Limits(step_seconds=20)
+    huge, fits = sandbox.run(_allocate, 10**11, limits=limits), sandbox.run(_allocate, 200 * 2**20, limits=limits)
+    assert (huge.value, fits.value) == ("MemoryError", "allocated"), (huge, fits)
 
 
 def _burn(child: sandbox.Child) -> None:
@@ -129,6 +130,41 @@ def test_working_folders_of_killed_runs_are_removed() -> None:
     stale = Path(tempfile.mkdtemp(prefix="sheetgen-sandbox-999999999-"))  # no such process
     sandbox.run(_where, limits=FAST)
     assert not stale.exists()
+
+
+class _Hostile:
+    """Unpickling it would run a command: the parent must refuse it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _send_hostile(child: sandbox.Child, marker: str) -> _Hostile:
+    return _Hostile(marker)
+
+
+def test_results_are_read_as_plain_data_only(tmp_path: Path) -> None:
+    marker = tmp_path / "unpickled"
+    outcome = sandbox.run(_send_hostile, str(marker), limits=FAST)
+    assert outcome.failure == "raised" and "not an allowed result type" in outcome.message
+    assert not marker.exists()
+
+
+def _send_problem(child: sandbox.Child) -> list[Any]:
+    from sheetgen.errors import Problem
+
+    return [Problem("f.yaml", 3, "what", "fix"), {"a": (1, 2.5, None, "x")}, {1, 2}]
+
+
+def test_allowed_result_types_come_back() -> None:
+    from sheetgen.errors import Problem
+
+    assert sandbox.run(_send_problem, limits=FAST).failure == "raised"  # Problem not allowed here
+    outcome = sandbox.run(_send_problem, limits=FAST, result_types=[Problem])
+    assert outcome.value == [Problem("f.yaml", 3, "what", "fix"), {"a": (1, 2.5, None, "x")}, {1, 2}]
 
 
 def test_clip() -> None:
