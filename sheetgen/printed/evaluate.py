@@ -415,6 +415,8 @@ class Scope:
                 raise Unbound(atom_tex(atom)) from None  # name `FN`, not its first letter
         if atom.kind == "name" and atom.base.isdigit():
             return LArr(np.asarray(float(atom.base)))
+        if atom.sub and all(v in self.indices for item in _index_items(atom.sub) for v in _variables(item)):
+            raise Unbound(atom_tex(atom.without_sub()))  # `s_i` with i an index: it is s that is unbound
         raise Unbound(atom_tex(atom))
 
     def function(self, node: tex.Node) -> Any:
@@ -602,6 +604,10 @@ def _bound_run(scope: Scope, atom: tex.Atom) -> bool:
     """Is the run of letters itself a name (`TP`, a local `PE`), whatever its scripts?"""
     plain = tex.Atom(atom.base, atom.kind)
     return any(key[0] == atom.base for key in scope.locals) or scope.named(plain, False) is not None
+
+
+def _variables(node: tex.Node) -> list[str]:
+    return [a.base for a in walk(node) if isinstance(a, tex.Atom) and a.kind == "letters"]
 
 
 def _letters(atom: tex.Atom) -> list[str]:
