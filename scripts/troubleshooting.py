@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import functools
 import io
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +23,7 @@ if str(ROOT) not in sys.path:  # run as a script: make `sheetgen` and `tests` im
     sys.path.insert(0, str(ROOT))
 
 from sheetgen.cli import build_parser, main  # noqa: E402
-from tests.bad_inputs import CASES, BadInput, shipped_text  # noqa: E402
+from tests.bad_inputs import CASES, BadInput, arranged, shipped_text  # noqa: E402
 
 README = ROOT / "README.md"
 START = "<!-- troubleshooting:start -->"
@@ -42,19 +43,27 @@ def _check_options() -> set[str]:
     return set(commands.choices["check"]._option_string_actions)  # type: ignore[index]
 
 
-def message(case: BadInput, shipped: str, folder: Path) -> str:
-    """The exact stderr of `sheetgen check` for `case`, with the file shown as `formulas.yaml`."""
-    bad = folder / "formulas.yaml"
-    bad.write_text(case.apply(shipped, folder / "executed"), encoding="utf-8")
-    argv = ["check", "-f", str(bad)]
-    if "--cache-dir" in _check_options():  # keep the repository's KaTeX cache out of it
-        argv += ["--cache-dir", str(folder / "cache")]
-    err, out = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = main(argv)
+def message(case: BadInput, shipped: str, folder: Path, top: Path) -> str:
+    """The exact stderr of `sheetgen check` (of `serve` for a taken port) for `case` in `folder`, with the
+    file shown as `formulas.yaml` and the cache (shared by all cases, in `top`) as `build/.cache`."""
+    cache = top / "build" / ".cache"
+    with arranged(case, folder, shipped, cache, folder / "executed") as bad:
+        argv = [bad.command or "check", "-f", str(bad.path), *bad.extra]
+        if bad.command == "serve":
+            argv += ["-c", str(ROOT / "mkdocs.yml")]
+        elif "--cache-dir" in _check_options():  # keep the repository's KaTeX cache out of it
+            argv += ["--cache-dir", str(cache)]
+        err, out = io.StringIO(), io.StringIO()
+        environ = dict(os.environ)
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                code = main(argv)
+        finally:  # `serve -f` tells its plugin the file through the environment
+            os.environ.clear()
+            os.environ.update(environ)
     if code != 1:
-        raise SystemExit(f"{case.wrote}: `sheetgen check` exited {code}, not 1:\n{out.getvalue()}{err.getvalue()}")
-    return err.getvalue().strip().replace(str(bad), "formulas.yaml")
+        raise SystemExit(f"{case.wrote}: `sheetgen {argv[0]}` exited {code}, not 1:\n{out.getvalue()}{err.getvalue()}")
+    return err.getvalue().strip().replace(str(bad.path), "formulas.yaml").replace(f"{top}/", "")
 
 
 def _code(text: str) -> str:
@@ -72,9 +81,11 @@ def table() -> str:
     """The block that goes between the markers: intro line and table."""
     shipped = shipped_text()
     rows = ["| you wrote | you get |", "|---|---|"]
-    with tempfile.TemporaryDirectory(prefix="sheetgen-troubleshooting-") as folder:
-        for case in CASES:
-            got = message(case, shipped, Path(folder))
+    with tempfile.TemporaryDirectory(prefix="sheetgen-troubleshooting-") as top:
+        for number, case in enumerate(CASES):
+            folder = Path(top) / str(number)  # a folder per case: some make the file a folder or a FIFO
+            folder.mkdir()
+            got = message(case, shipped, folder, Path(top))
             cell = "<br>".join(_code(line) for line in got.splitlines())
             rows.append(f"| {_cell(case.wrote)} | {_cell(cell)} |")
     return f"{INTRO}\n\n" + "\n".join(rows) + "\n"

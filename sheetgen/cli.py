@@ -290,8 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Every failure is reported in one line per problem, never a traceback: problems in the input
     at their YAML line, file errors (unreadable input, read-only or full output folder) with the
-    path and the cause. Anything else is a bug in sheetgen: one line says so, and
-    SHEETGEN_DEBUG=1 shows the traceback.
+    path and the cause. Anything else is a bug in sheetgen: one line says so. SHEETGEN_DEBUG=1
+    shows the traceback of both.
     """
     import os
 
@@ -302,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _complain(str(err))
         return 1
     except OSError as err:
+        if os.environ.get("SHEETGEN_DEBUG"):
+            raise
         _complain(str(os_problem(err)))
         return 1
     except KeyboardInterrupt:

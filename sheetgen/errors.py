@@ -58,7 +58,7 @@ class SheetError(Exception):
 _OS_FIXES = {
     errno.ENOSPC: "free some disk space (or pass another folder) and run again",
     errno.EDQUOT: "free some space in your quota (or pass another folder) and run again",
-    errno.EROFS: "the file system is read-only: pass a writable folder (--build-dir, --site-dir or -o)",
+    errno.EROFS: "pass a folder on a writable file system (--build-dir, --site-dir or -o)",
     errno.EACCES: "check the permissions of this path and its folder, or pass another folder",
     errno.EPERM: "check the permissions of this path and its folder, or pass another folder",
     errno.EISDIR: "this path is a folder: pass a file path",

@@ -260,6 +260,10 @@ class _Builder:
 
 def _compose(text: str, path: str) -> Node:
     yaml = YAML(typ="safe", pure=True)
+    # ruamel's scanner is quadratic in bracket depth (3,000 `[` take 12 s) and its composer recursive:
+    # where brackets alone could nest too deep, find the place with the parser first, which stops there.
+    if _bracket_depth(text) > MAX_DEPTH and (deep := _too_deep(text, path)) is not None:
+        raise SheetError([deep])
     try:
         with warnings.catch_warnings():
             # e.g. ReusedAnchorWarning: anchors are refused, with their line, when nodes are built.
@@ -267,8 +271,8 @@ def _compose(text: str, path: str) -> Node:
             node = yaml.compose(text)
     except MarkedYAMLError as err:
         raise SheetError([_syntax_problem(err, text, path)]) from None
-    except RecursionError:
-        raise SheetError([_too_deep(text, path)]) from None
+    except RecursionError:  # block-style nesting (indentation) deep enough for Python's stack
+        raise SheetError([_too_deep(text, path) or Problem(path, 1, _TOO_DEEP, _TOO_DEEP_FIX)]) from None
     except YAMLError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SheetError.single(path, 1, f"YAML error: {first_line}", "fix the YAML syntax") from None
@@ -279,22 +283,31 @@ def _compose(text: str, path: str) -> Node:
     return composed
 
 
-def _too_deep(text: str, path: str) -> Problem:
-    """Where nesting first goes past MAX_DEPTH: YAML's parser is not recursive, so it can tell."""
+def _bracket_depth(text: str) -> int:
+    """How deep `[` and `{` nest in `text`, quotes and comments ignored: an upper bound, cheaply."""
+    depth = deepest = 0
+    for char in re.sub(r"[^\[\]{}]+", "", text):
+        depth = depth + 1 if char in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _too_deep(text: str, path: str) -> Problem | None:
+    """Where nesting first goes past MAX_DEPTH (None if it does not): YAML's parser is not recursive,
+    and stops reading there."""
     depth = 0
-    line, column = 1, None
     try:
         for event in YAML(typ="safe", pure=True).parse(text):
             if isinstance(event, (SequenceStartEvent, MappingStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
                     line, column = event.start_mark.line + 1, event.start_mark.column + 1
-                    break
+                    return Problem(path, line, _TOO_DEEP, _TOO_DEEP_FIX, column, _enclosing_id(text, line))
             elif isinstance(event, (SequenceEndEvent, MappingEndEvent)):
                 depth -= 1
     except YAMLError:
-        pass  # the nesting was found before, or it is the syntax error YAML would report next
-    return Problem(path, line, _TOO_DEEP, _TOO_DEEP_FIX, column, _enclosing_id(text, line))
+        pass  # a syntax error before any deep nesting: composing reports it, with its line
+    return None
 
 
 def _syntax_problem(err: MarkedYAMLError, text: str, path: str) -> Problem:
@@ -523,7 +536,7 @@ def _read_problem(name: str, err: OSError) -> Problem:
 def _check_regular(name: str, info: os.stat_result) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise SheetError.single(name, 0, "is a folder, not a file",
-                                f"pass the sheet file itself, e.g. -f {Path(name) / 'formulas.yaml'}")
+                                "pass the sheet file itself with -f (e.g. -f formulas.yaml), not its folder")
     if not stat.S_ISREG(info.st_mode):
         kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode)
                 else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
@@ -591,7 +604,13 @@ def _yaml_path(loc: tuple[Any, ...], data: Any) -> Path_:
     """Drop pydantic's union-tag steps (e.g. 'formula') that do not exist in the YAML."""
     path: list[str | int] = []
     value = data
+    tag_skipped = False
     for part in loc:
+        after_index = bool(path) and isinstance(path[-1], int)
+        if after_index and not tag_skipped and isinstance(value, dict) and value.get("kind") == part:
+            tag_skipped = True  # the union tag right after an entry's index (`steps` is also a steps entry's key)
+            continue
+        tag_skipped = False
         in_mapping = isinstance(value, dict) and part in value
         in_list = isinstance(value, tuple) and isinstance(part, int) and part < len(value)
         if in_mapping or in_list:

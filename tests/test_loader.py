@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 
 from sheetgen.cli import main
 from sheetgen.errors import SheetError
-from sheetgen.loader import load_sheet_text
+from sheetgen.loader import load_sheet_text, read_source
 from sheetgen.model import Formula
 
 VALID = """\
@@ -103,7 +105,18 @@ def test_valid_sheet_loads_into_a_frozen_model() -> None:
         ("        id: note", "        id: Notes", 20, "Notes", "ids are lowercase — write 'notes'"),
         ("    title: Math", "    title: 'Math", 5, "math", "the quote opened here is not closed"),
         ("    title: Math", "    title: [Math", 5, "math", "the [ opened here is never closed"),
-        ("        id: note", "        id: con", 20, "con", "reserved name"),
+        # issue 9: values YAML types wrongly, and unknown keys whatever they hold
+        ("        latex: '2x'", "        latex: !!int abc", 10, "double", "'abc' is not a whole number"),
+        ("        latex: '2x'", "        latex: !!float abc", 10, "double", "'abc' is not a number"),
+        ("        latex: '2x'", "        latex: 0x_", 10, "double", "'0x_' looks like a whole number"),
+        ("        id: note", "        id: note\n        print: !!bool maybe", 21, "note", "'maybe' is not a boolean"),
+        ("        id: note", "        id: note\n        print: !!bool yes", 21, "note", "'yes' is not a boolean"),
+        ("        id: note", "        id: note\n        tags: [Linear-Algebra]", 21, "note",
+         "'Linear-Algebra' is not a valid tag"),
+        ("  title: Test sheet", "  title: Test sheet\n  extra_css: https://example.com/x.css", 3, None,
+         "unknown key 'extra_css'"),
+        ("        text: Some text.", "        text: Some text.\n        colour: '<b>'", 23, "note",
+         "unknown key 'colour'"),
     ],
 )
 def test_bad_input_gets_one_located_message(old: str, new: str, line: int, entry_id: str | None,
@@ -213,3 +226,107 @@ def test_reused_anchor_is_refused_like_any_anchor() -> None:
     # Found by the fuzzer: ruamel only warns about a reused anchor (a warning is not our message).
     lines = problem_lines("&a sheet:\n&a sheet:\n  title: x\n")
     assert lines and all("anchors and aliases" in line or "duplicate key" in line for line in lines)
+
+
+def test_less_than_in_prose_is_text_but_tags_are_refused() -> None:
+    for prose in ("$a < b$ and n < m", "x <= y, a<-b, n<2, 1 < 2"):
+        sheet = load_sheet_text(VALID.replace("Twice the input.", f"'{prose}'"))
+        formula = sheet.formula("double")
+        assert isinstance(formula, Formula) and formula.meaning == prose
+    for markup in ("<b>bold</b>", "a</b", "<!-- c -->", "<?php", "$a<b$"):
+        match = one_problem(VALID.replace("Twice the input.", f"'{markup}'"))
+        assert "HTML markup" in match.group(0) and match["line"] == "11", match.group(0)
+
+
+def test_a_huge_integer_is_refused_without_parsing_it() -> None:
+    # Python refuses int() of more than 4,300 digits with a ValueError; we refuse before, with the line.
+    match = one_problem(VALID.replace("        latex: '2x'", "        latex: " + "9" * 5000))
+    assert (match["line"], match["id"]) == ("10", "double")
+    assert "a number of 5,000 characters" in match.group(0)
+
+
+def test_nesting_3000_deep_is_one_located_line_not_a_recursion_error() -> None:
+    deep = "[" * 3000 + "]" * 3000
+    match = one_problem(VALID.replace("        latex: '2x'", "        latex: " + deep))
+    assert (match["line"], match["id"]) == ("10", "double")
+    # The entry's mapping is level 5 (document, sections, section, entries, entry): bracket 36 is level 41.
+    assert match["col"] == str(len("        latex: ") + 36)
+    # Block style, by indentation: 1,200 levels (700 KB) overflow the composer's recursion instead.
+    match = one_problem("".join(" " * i + "k:\n" for i in range(1200)))
+    assert (match["line"], match["col"]) == ("41", "41") and "nested more than 40 levels" in match.group(0)
+
+
+def test_moderate_nesting_that_the_composer_survives_is_refused_by_the_builder() -> None:
+    deep = "[" * 60 + "]" * 60  # 60 levels: ruamel composes it, the builder stops at 40
+    match = one_problem(VALID.replace("        latex: '2x'", "        latex: " + deep))
+    assert "nested more than 40 levels" in match.group(0) and match["line"] == "10"
+
+
+def test_a_typo_in_a_step_is_one_line_with_did_you_mean() -> None:
+    # Before: "minutes: required key is missing" and "unknown key 'minutse'" with the entry's keys.
+    text = VALID + """\
+      - kind: steps
+        id: plan
+        name: Plan
+        steps:
+          - title: Clarify
+            minutse: 5
+            points: ['Goal?']
+"""
+    match = one_problem(text)
+    assert (match["line"], match["id"]) == ("32", "plan")
+    assert "unknown key 'minutse' — did you mean 'minutes'? allowed keys: title, minutes, points" in match.group(0)
+
+
+@pytest.mark.parametrize("kind", ["folder", "symlink to a folder", "fifo", "dev/zero", "missing", "unreadable"])
+def test_the_file_itself_gets_one_line_without_reading_it(kind: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    source = tmp_path / "formulas.yaml"
+    needle = {"folder": "is a folder", "symlink to a folder": "is a folder", "fifo": "is a named pipe (FIFO)",
+              "dev/zero": "is a device", "missing": "it does not exist", "unreadable": "Permission denied"}[kind]
+    if kind == "folder":
+        source.mkdir()
+    elif kind == "symlink to a folder":
+        (tmp_path / "dir").mkdir()
+        source.symlink_to(tmp_path / "dir")
+    elif kind == "fifo":
+        os.mkfifo(source)  # opening it for reading would block until a writer comes: it must not be opened
+    elif kind == "dev/zero":
+        source.symlink_to("/dev/zero")  # reading it would never end
+    elif kind == "unreadable":
+        source.write_text(VALID, encoding="utf-8")
+        source.chmod(0)
+        if os.geteuid() == 0:  # root reads it anyway: give the answer the kernel gives everyone else
+            real_open = os.open
+
+            def refuse(path: object, *args: object, **kwargs: object) -> int:
+                if str(path) == str(source):
+                    raise PermissionError(errno.EACCES, "Permission denied", str(path))
+                return real_open(path, *args, **kwargs)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(os, "open", refuse)
+    assert main(["check", "-f", str(source)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"{source}: ") and needle in err and " — " in err, err
+
+
+def test_a_file_larger_than_its_stat_size_is_read_only_up_to_the_cap(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # stat may say small while there is more (a file still being written; /proc files say 0):
+    # the read itself stops one byte past the cap.
+    source = tmp_path / "formulas.yaml"
+    source.write_text(VALID + "#" * (2 * 1024 * 1024), encoding="utf-8")
+    real_stat, real_fstat, real_read = os.stat, os.fstat, os.read
+
+    def small(info: os.stat_result) -> os.stat_result:
+        return os.stat_result((*info[:6], 100, *info[7:]))
+
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: small(real_stat(path, *a, **k)))
+    monkeypatch.setattr(os, "fstat", lambda fd: small(real_fstat(fd)))
+    asked: list[int] = []
+    monkeypatch.setattr(os, "read", lambda fd, n: asked.append(n) or real_read(fd, n))
+    with pytest.raises(SheetError, match="the file is more than 1,048,576 bytes"):
+        read_source(source)
+    assert 0 < sum(asked) <= 1024 * 1024 + 1
