@@ -511,3 +511,25 @@ def test_arg_min_over_an_index() -> None:
     check = "symbols: {'\\mu_k': 'np.asarray(centers)', x_n: 'np.asarray(X)'}"
     assert passes(r"c_n = \arg\min_k \lVert x_n - \mu_k \rVert^2", impl, calls, check)
     assert not passes(r"c_n = \arg\max_k \lVert x_n - \mu_k \rVert^2", impl, calls, check)
+
+
+def test_any_edit_of_a_printed_formula_gives_problems_not_a_crash(sheet: Sheet, formulas: types.ModuleType) -> None:
+    """Deleting or doubling one character anywhere in a formula's LaTeX: a located problem or a pass."""
+    import random
+
+    rng = random.Random(8)
+    picked = rng.sample(sheet.formulas(), 25)
+    for formula in picked:
+        for _ in range(6):
+            at = rng.randrange(len(formula.latex))
+            latex = formula.latex[:at] + formula.latex[at + rng.randrange(2):] if rng.random() < 0.5 \
+                else formula.latex[:at] + formula.latex[at] + formula.latex[at:]
+            changed = formula.model_copy(update={"latex": latex})
+            for found in check_formula(sheet, changed, formulas):
+                assert str(found).startswith(f"{sheet.source_path}:"), found
+                assert f"[{formula.id}] latex:" in str(found) or f"[{formula.id}] check:" in str(found)
+
+
+def test_deep_nesting_is_a_problem_not_a_crash() -> None:
+    found = problems("y = " + "{" * 280 + "x" + "}" * 280, "def f(x):\n    return x", ">>> f(1.0)")
+    assert found == [] or "nested too deeply" in found[0]

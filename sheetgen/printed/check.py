@@ -109,8 +109,9 @@ def check_formula(sheet: Sheet, formula: Formula, module: types.ModuleType) -> l
     except ExpressionError as err:
         return [problem(where_check, "check", str(err),
                         "use argument names, numbers, operators, indexing, np.<function> and lambda only")]
-    except tex.TexError as err:
-        return [problem(where_latex, "latex", f"the printed-formula check cannot read this LaTeX: {err}",
+    except (tex.TexError, RecursionError, ValueError, IndexError) as err:
+        reason = "it is nested too deeply" if isinstance(err, RecursionError) else str(err)
+        return [problem(where_latex, "latex", f"the printed-formula check cannot read this LaTeX: {reason}",
                         "write it with the subset the README lists, or add check: {skip: reason}")]
     problems = [problem(where_check, "check", message, fix) for message, fix in plan.problems]
     if problems:
@@ -148,6 +149,12 @@ def check_formula(sheet: Sheet, formula: Formula, module: types.ModuleType) -> l
                             + err.symbol + "': argument_name}}")]
         except (EvalError, ExpressionError) as err:
             return [problem(where_latex, "latex", f"the printed formula cannot be evaluated for {call.text}: {err}",
+                            "fix the LaTeX, bind the symbol in check:, or limit check: calls")]
+        except RecursionError:
+            return [problem(where_latex, "latex", "the printed formula is nested too deeply to evaluate", "")]
+        except Exception as err:  # anything else the LaTeX or the block leads NumPy into: one located line
+            return [problem(where_latex, "latex", f"the printed formula cannot be evaluated for {call.text}: "
+                            f"{type(err).__name__}: {err}",
                             "fix the LaTeX, bind the symbol in check:, or limit check: calls")]
     unused = [key for key in block.symbols if key not in used]
     if unused:
