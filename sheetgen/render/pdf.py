@@ -52,6 +52,7 @@ from .pdf_html import (
     TEMPLATES,
     Footer,
     PrintedSection,
+    formulas_to_split,
     pdf_math_requests,
     printed_sections,
     render_pdf_html,
@@ -181,6 +182,14 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
     timings["katex"] += time.perf_counter() - started
     started = time.perf_counter()
     images, laid_out = math_images(katex_html, math_cache_path, eng)
+    # Formulas too wide for a column even at the smallest size are also typeset in pieces that wrap.
+    split = formulas_to_split(sheet, sections, images, paper, high, settings.columns)
+    if split:
+        pieces = renderer.render_map([r for r in pdf_math_requests(sheet, sections, split)
+                                      if (r.tex, r.display) not in katex_html])
+        more, more_laid_out = math_images(pieces, math_cache_path, eng)
+        images = {**images, **more}
+        laid_out += more_laid_out
     timings["math"] = time.perf_counter() - started
 
     started = time.perf_counter()

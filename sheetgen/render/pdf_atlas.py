@@ -28,25 +28,38 @@ from ..katex import read_json_cache, write_json_atomic
 if TYPE_CHECKING:
     from .pdf_engine import Engine
 
-__all__ = ["KATEX_EM", "REFERENCE_PX", "MathImage", "atlas_html", "image_key", "images_from_atlas", "math_images"]
+__all__ = ["CACHE_IMAGES", "KATEX_EM", "REFERENCE_PX", "SCRIPT_RATIO", "MathImage", "atlas_html", "image_key",
+           "images_from_atlas", "math_images"]
 
 REFERENCE_PX = 20.0
 """Root font size of the atlas; SVG user units are CSS px at this size."""
 KATEX_EM = 1.15
 """Formula size relative to the text around it."""
+SCRIPT_RATIO = 0.7
+"""Smallest text in a formula relative to its base size: KaTeX's first-level sub/superscripts. With
+the base at least `font_min_pt` (pdf_html never shrinks a formula below that), no math is smaller
+than SCRIPT_RATIO × font_min_pt (4.55 pt at 6.5 pt): the PDF test measures it."""
 _PAD_X = 0.12  # em of slack left and right for glyphs that overhang their box (italic f)
 _PAD_Y = 0.06  # em above and below the strut
-_FORMAT = 5  # bump when the SVG output changes, to invalidate caches
+_FORMAT = 7  # bump when the SVG output changes, to invalidate caches
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 
 ATLAS_CSS = f"""
 @page {{ size: 1000mm 300mm; margin: 0; }}
 html {{ font-size: {REFERENCE_PX}px; }}
+body {{ margin: 0; }}  /* else the first item sits 8px lower than the others: other SVG coordinates */
 .katex {{ font-size: {KATEX_EM}em; }}  /* KaTeX's own 1.21em is large beside condensed sans text */
 /* One formula per page: each is laid out at the same place whatever else is in the batch, so its
    image is the same bytes in a cold build and in one that adds a single formula. */
 .atlas-item {{ white-space: nowrap; break-after: page; padding: 1em; }}
 .atlas-baseline {{ display: inline-block; width: 0; height: 0; }}
+/* The printed floor for scripts: KaTeX sets second-level scripts (x^{{a^b}}, \\max_j inside an
+   exponent) at half the formula's size, 3.9 pt on the sheet; here they stay at the first level's
+   SCRIPT_RATIO. (More specific than KaTeX's own rules, which come later in the cascade.) */
+.atlas-item .katex .katex-sizing.reset-size6.size1, .atlas-item .katex .fontsize-ensurer.reset-size6.size1 {{
+  font-size: {SCRIPT_RATIO}em; }}
+.atlas-item .katex .katex-sizing.reset-size3.size1, .atlas-item .katex .fontsize-ensurer.reset-size3.size1 {{
+  font-size: 1em; }}
 """
 
 
@@ -237,10 +250,18 @@ def _serialize(element: ElementTree.Element) -> str:
     return f"<{tag}{attrs}>{inner}</{tag}>{tail}"
 
 
+CACHE_IMAGES = 1500
+"""Formula images the cache keeps, least recently used dropped first (the sheet has ~150)."""
+
+
 def math_images(katex_html: Mapping[tuple[str, bool], str], cache_path: Path | None,
                 engine: Engine) -> tuple[dict[tuple[str, bool], MathImage], int]:
-    """Images of every formula: from the cache, or laid out now (in two processes when many)."""
-    stored = read_json_cache(cache_path, "images")
+    """Images of every formula: from the cache, or laid out now (in two processes when many).
+
+    The cache is a JSON object in order of last use (oldest first): a hit moves an image to the
+    end, so reverting an edit finds the old image however many builds came between.
+    """
+    stored = read_json_cache(cache_path, "images", format_version=2)
     digest = engine.atlas_digest()
     keys = {k: image_key(html, digest) for k, html in katex_html.items()}
     images: dict[str, MathImage] = {}
@@ -255,13 +276,18 @@ def math_images(katex_html: Mapping[tuple[str, bool], str], cache_path: Path | N
         return [image.to_json() for image in images_from_atlas(document, len(batch))]
 
     if todo:
-        # Split in two halves by size: the atlas layout is the slowest step of a cold build.
+        # Split in two halves by size: the atlas layout is the slowest step of a cold build. Where a
+        # formula lands in a batch does not change its image (see ATLAS_CSS; tested).
         halves = [todo[0::2], todo[1::2]] if len(todo) >= 16 else [todo, []]
         first, others = engine.parallel(lambda: lay_out(halves[0]), [lambda: lay_out(halves[1])] if halves[1] else [])
         for batch, results in zip(halves, [first, *others], strict=False):
             for (key, _), data in zip(batch, results, strict=True):
                 images[key] = MathImage.from_json(data)
-        if cache_path is not None:
-            used = {key: images[key].to_json() for key in sorted(set(keys.values()))}
-            write_json_atomic(cache_path, {"format": 1, "images": used})
+    if cache_path is not None:
+        used = sorted(set(keys.values()))
+        others = [k for k in stored if k not in images]
+        order = [*others[max(0, len(others) - max(0, CACHE_IMAGES - len(used))):], *used]
+        if todo or list(stored) != order:
+            data = {k: images[k].to_json() if k in images else stored[k] for k in order}
+            write_json_atomic(cache_path, {"format": 2, "images": data})
     return {k: images[key] for k, key in keys.items()}, len(todo)

@@ -23,7 +23,7 @@ __all__ = [
     "search", "size_steps",
 ]
 
-STEP_PT = 0.25
+STEP_PT = 0.05
 """Font sizes the fitter tries are multiples of this (plus the configured bounds)."""
 _PT_PER_MM = 72 / 25.4
 

@@ -22,8 +22,18 @@ from .code import function_source
 from .pdf_atlas import KATEX_EM, MathImage
 
 __all__ = [
-    "Footer", "PrintedSection", "column_em", "display_tex", "page_mm", "pdf_math_requests", "printed_sections",
-    "qr_svg", "render_pdf_html", "short_citation",
+    "Footer",
+    "PrintedSection",
+    "column_em",
+    "display_pieces",
+    "display_tex",
+    "formulas_to_split",
+    "page_mm",
+    "pdf_math_requests",
+    "printed_sections",
+    "qr_svg",
+    "render_pdf_html",
+    "short_citation",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -105,12 +115,75 @@ def display_tex(latex: str) -> str:
     return "\\displaystyle " + latex
 
 
-def pdf_math_requests(sheet: Sheet, sections: Sequence[PrintedSection]) -> list[MathRequest]:
-    """All math the printed entries need, for one KaTeX batch; all inline-mode (see display_tex)."""
+_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|.", re.S)
+_SEPARATORS = {"\\quad", "\\qquad"}
+_THIN = {"\\;", "\\,", "\\ ", "\\:"}  # separate statements only after a comma
+_RELATIONS = {"=", "\\approx", "\\leftarrow", "\\gets", "\\le", "\\leq", "\\ge", "\\geq", "\\sim",
+              "\\propto", "\\equiv"}
+_OPEN = {"{": "}", "(": ")", "[": "]"}
+
+
+def display_pieces(latex: str) -> tuple[str, ...]:
+    """A display formula cut where a line may break, for formulas too wide for a column even at the
+    smallest size: after each top-level `\\quad` or `, \\;` (statements side by side; the comma stays
+    on the left) and before each top-level relation of a chain (`a = b \\approx c` → `a = b`,
+    `{}\\approx c`). "Top-level": outside braces, brackets, parentheses, `\\left…\\right` and
+    environments. One piece when there is nowhere to cut."""
+    pieces: list[str] = []
+    current: list[str] = []
+    depth = 0
+    seen_relation = False
+    for token in _TOKEN.findall(latex):
+        if token in ("\\left", "\\begin") or token in _OPEN:
+            depth += 1
+        elif token in ("\\right", "\\end") or token in _OPEN.values():
+            depth = max(0, depth - 1)
+        elif depth == 0 and (token in _SEPARATORS or (token in _THIN and "".join(current).rstrip().endswith(","))):
+            pieces.append("".join(current).strip())
+            current, seen_relation = [], False
+            continue
+        elif depth == 0 and token in _RELATIONS:
+            if seen_relation and "".join(current).strip():
+                pieces.append("".join(current).strip())
+                current = ["{}"]
+            seen_relation = True
+        current.append(token)
+    pieces.append("".join(current).strip())
+    pieces = [p for p in pieces if p and p != "{}"]
+    return tuple(pieces) if len(pieces) > 1 else (latex,)
+
+
+def formulas_to_split(sheet: Sheet, sections: Sequence[PrintedSection],
+                      images: Mapping[tuple[str, bool], str | MathImage], paper: str, size_pt: float,
+                      columns: int) -> frozenset[str]:
+    """Formulas that can be cut (`display_pieces`) and are wider than a column at `size_pt` even
+    shrunk to the smallest size: their pieces are typeset too, so they can wrap."""
+    settings = sheet.sheet.print_settings
+    fit_em = column_em(sheet, paper, size_pt, columns) * 0.98
+    min_scale = min(1.0, settings.font_min_pt / (KATEX_EM * size_pt))
+    wide = set()
+    for entry in (e for s in sections for e in s.entries):
+        if isinstance(entry, Formula) and len(display_pieces(entry.latex)) > 1:
+            found = images.get((display_tex(entry.latex), False))
+            if isinstance(found, MathImage) and found.width_em * min_scale > fit_em:
+                wide.add(entry.id)
+    return frozenset(wide)
+
+
+def pdf_math_requests(sheet: Sheet, sections: Sequence[PrintedSection], split: Collection[str] = ()
+                      ) -> list[MathRequest]:
+    """All math the printed entries need, for one KaTeX batch; all inline-mode (see display_tex).
+    Formulas whose id is in `split` are requested as their `display_pieces` instead."""
     def display(entry: EntryBase, latex: str) -> tuple[str, bool]:
         return (display_tex(latex) if isinstance(entry, Formula) else latex), False
 
-    return sheet_math_requests(sheet, [e for s in sections for e in s.entries], display)
+    entries = [e for s in sections for e in s.entries]
+    requests = sheet_math_requests(sheet, [e for e in entries if e.id not in split], display)
+    for entry in entries:
+        if isinstance(entry, Formula) and entry.id in split:
+            requests.extend(MathRequest.at(sheet, entry.id, "latex", display_tex(piece), False)
+                            for piece in display_pieces(entry.latex))
+    return requests
 
 
 @cache
@@ -121,20 +194,77 @@ def _environment() -> jinja2.Environment:
 
 _CODE_HANG_CH = 4
 """A wrapped code line continues this many characters right of the line's own indentation."""
-_CODE_WORD_MAX = 32
-"""Longer runs without spaces may break inside (else they would overflow a narrow column)."""
+MONO_EM_PER_CHAR = 0.602
+"""Advance width of DejaVu Sans Mono (1233/2048 em): the code font, so line lengths are known."""
+_QUOTED = {"s", "s1", "s2", "sa", "sd", "c", "c1", "cm"}  # strings and comments: their brackets don't nest
 
 
-def _code_html(sheet: Sheet, function: str) -> Markup:
-    """The formula's tested implementation, highlighted, one block per source line: a line too
-    long for the column wraps at a space, with a hanging indent under its own first character
-    (never inside a word such as `-np.inf`, where a line break after the minus would misread)."""
+def wrap_code_line(pieces: Sequence[tuple[str, str]], width: int) -> list[list[tuple[str, str]]]:
+    """One source line (Pygments (class, text) pieces) cut into lines of at most `width` characters,
+    by tokens: only at a space outside strings and comments. Among the cuts that give the fewest
+    lines it takes those with the least raggedness (squared slack, as TeX does) plus a penalty per
+    open bracket at the cut (about a half-empty line each), so `np.max(z, axis=-1, keepdims=True)`
+    stays whole rather than leaving
+    `keepdims=True)` alone. Continuations hang `_CODE_HANG_CH` right of the line's indentation. A
+    line that cannot be cut stays long (it overhangs rather than breaks inside a token: `-np.inf`)."""
+    chars: list[tuple[str, str]] = [(css, ch) for css, text in pieces for ch in text]
+    text = "".join(ch for _, ch in chars)
+    indent = len(text) - len(text.lstrip(" "))
+    hang = indent + _CODE_HANG_CH
+    depth_at: list[int] = []
+    depth = 0
+    for css, ch in chars:
+        depth_at.append(depth)
+        if css not in _QUOTED:
+            depth += ch in "([{"
+            depth -= ch in ")]}"
+    cuts = [i for i in range(indent + 1, len(chars)) if text[i] == " " and text[i - 1] != " "
+            and chars[i][0] not in _QUOTED]
+    bracket = width ** 2 / 2  # a cut inside brackets costs about as much as a half-empty line
+
+    @cache
+    def best(start: int) -> tuple[tuple[int, float], tuple[int, ...]]:
+        """((lines, cost), cuts) for the rest of the line from `start` (0: the first line)."""
+        lead = 0 if start == 0 else hang
+        if lead + len(chars) - start <= width:  # the last line: its slack counts too (balanced lines)
+            return (1, float(width - (lead + len(chars) - start)) ** 2 if start else 0.0), ()
+        options = []
+        for cut in cuts:
+            if start < cut and lead + cut - start <= width:
+                (lines, cost), rest = best(cut + 1)
+                slack = width - (lead + cut - start)
+                options.append(((lines + 1, cost + slack ** 2 + bracket * depth_at[cut]), (cut, *rest)))
+        return min(options) if options else ((1, 0.0), ())
+
+    out: list[list[tuple[str, str]]] = []
+    start = 0
+    for cut in best(0)[1]:
+        out.append(([("", " " * hang)] if start else []) + chars[start:cut])
+        start = cut + 1
+    out.append(([("", " " * hang)] if start else []) + chars[start:])
+
+    def merged(line: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        runs: list[tuple[str, str]] = []
+        for css, chunk in line:
+            if runs and runs[-1][0] == css:
+                runs[-1] = (css, runs[-1][1] + chunk)
+            else:
+                runs.append((css, chunk))
+        return runs
+
+    return [merged(line) for line in out]
+
+
+def _code_html(sheet: Sheet, function: str, width: int = 60) -> Markup:
+    """The formula's tested implementation, highlighted, one block per printed line: a source line
+    longer than `width` characters is cut by `wrap_code_line` (here, not by the browser, which
+    would break at any space and leave `keepdims=True)` alone on a line)."""
     from pygments import lex
     from pygments.lexers import PythonLexer
     from pygments.token import STANDARD_TYPES
 
     code = function_source(sheet.formula(function), with_docstring=False)
-    lines: list[list[tuple[str, str]]] = [[]]  # (Pygments class, text): spaces apart from the rest
+    lines: list[list[tuple[str, str]]] = [[]]
     for token, value in lex(code, PythonLexer()):
         while token not in STANDARD_TYPES:
             token = token.parent
@@ -142,35 +272,19 @@ def _code_html(sheet: Sheet, function: str) -> Markup:
         for i, piece in enumerate(value.split("\n")):
             if i:
                 lines.append([])
-            lines[-1].extend((css, chunk) for chunk in re.split(r"( +)", piece) if chunk)
+            if piece:
+                lines[-1].append((css, piece))
     while lines and not lines[-1]:
         lines.pop()
 
-    def line_html(pieces: list[tuple[str, str]]) -> str:
-        out: list[str] = []
-        word: list[tuple[str, str]] = []
-
-        def end_word() -> None:
-            html = "".join(f'<span class="{css}">{escape(text)}</span>' if css else str(escape(text))
-                           for css, text in word)
-            short = sum(len(text) for _, text in word) <= _CODE_WORD_MAX
-            out.append(f'<span class="nobr">{html}</span>' if word and short else html)
-            word.clear()
-
-        for css, text in pieces:
-            if text.startswith(" "):
-                end_word()
-                out.append(text)
-            else:
-                word.append((css, text))
-        end_word()
-        indent = len(pieces[0][1]) if pieces and pieces[0][1].startswith(" ") else 0
-        hang = indent + _CODE_HANG_CH
-        return f'<div class="cl" style="padding-left:{hang}ch;text-indent:-{hang}ch">{"".join(out) or " "}</div>'
+    def line_html(pieces: list[tuple[str, str]], continued: bool) -> str:
+        html = "".join(f'<span class="{css}">{escape(text)}</span>' if css else str(escape(text))
+                       for css, text in pieces)
+        return f'<div class="cl{" more" if continued else ""}">{html or " "}</div>'
 
     # Class names are Pygments' short ones; colours (and greys for mono) live in pdf_sheet.css.
-    return Markup("".join(line_html(pieces) for pieces in lines))
-
+    return Markup("".join(line_html(part, n > 0) for pieces in lines
+                          for n, part in enumerate(wrap_code_line(pieces, width))))
 
 
 @dataclass(frozen=True)
@@ -243,8 +357,21 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
                                for is_math, chunk in split_inline_math(text))
 
     def formula_width(entry: Formula) -> float:
-        found = math_html[(display_tex(entry.latex), False)]
+        found = math_html.get((display_tex(entry.latex), False))
         return found.width_em if isinstance(found, MathImage) else width_em
+
+    def display(latex: str) -> Markup:
+        """A display formula, shrunk to the column if wider; one too wide even at the smallest size
+        is set as its `display_pieces`, which wrap like words (when they were typeset)."""
+        fit_em = width_em * 0.98
+        whole = math_html.get((display_tex(latex), False))
+        pieces = display_pieces(latex)
+        if whole is not None and not (isinstance(whole, MathImage) and len(pieces) > 1
+                                      and whole.width_em * min_scale > fit_em):
+            return math(display_tex(latex), fit_em)
+        if not all((display_tex(p), False) in math_html for p in pieces):
+            return math(display_tex(latex), fit_em)  # KeyError if the whole is missing too: a bug
+        return Markup('<span class="piece"> </span>').join(math(display_tex(p), fit_em) for p in pieces)
 
     def formula_beside_name(entry: Formula) -> bool:
         """A short formula floats right of the name and the meaning flows beside and below it; else
@@ -254,10 +381,12 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         return fits and formula_width(entry) <= 0.6 * width_em
 
     def short_cite(works: str) -> Markup:
-        """The short citation, after the meaning: an en space, then each work unbreakable (no-break
-        spaces). Not a `white-space: nowrap` span, nor a spacer span: beside a float, WeasyPrint 70
-        then pushes the line before them below the float, leaving a hole."""
-        text = "; ".join(work.replace(" ", "\N{NO-BREAK SPACE}") for work in works.split("; "))
+        """The short citation, after the meaning: an en space, then the works, with no-break spaces
+        only in "et al." and before a year or section (a line may still break between authors: a
+        whole unbreakable citation overflows onto a formula floated beside it in WeasyPrint 70).
+        Not a `white-space: nowrap` span, nor a spacer span: beside a float, WeasyPrint 70 then
+        pushes the line before them below the float, leaving a hole."""
+        text = re.sub(r" (?=al\.|(?:1[89]|20)\d\d\b|§)", "\N{NO-BREAK SPACE}", works)
         return Markup('\N{EN SPACE}<span class="source">{}</span>').format(text)
 
     def fact_text(text: str) -> Markup:
@@ -269,6 +398,10 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         rest = text[:found.start()] + text[found.end():]
         return prose(rest) + short_cite(f"{found.group(1)} {found.group(2)}")
 
+    small_pt = max(SMALL_EM * font_size_pt, settings.font_min_pt)
+    # Characters per code line: the column less the code block's padding (0.25rem each side) and
+    # rule (1.5pt), in advances of the mono font at the small size; one spare for rounding.
+    code_chars = int((width_em * font_size_pt - 0.5 * font_size_pt - 1.5) / (MONO_EM_PER_CHAR * small_pt)) - 1
     keywords = sorted({t for s in sections for e in s.entries for t in e.tags})
     notes = [f"entries tagged {', '.join(tags)}" if tags else "",
              "full edition" if edition == "full" and not tags else ""]
@@ -278,7 +411,7 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         page_size=f"{'A4' if paper == 'a4' else 'letter'} {settings.orientation}",
         margin_mm=f"{settings.margin_mm:g}",
         font_size_pt=f"{font_size_pt:g}",
-        small_pt=f"{max(SMALL_EM * font_size_pt, settings.font_min_pt):.4g}",
+        small_pt=f"{small_pt:.4g}",
         columns=columns,
         color=settings.color,
         keywords=", ".join(keywords),
@@ -289,9 +422,9 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         filter_note=" · ".join(n for n in notes if n),
         prose=prose,
         fact_text=fact_text,
-        display=lambda latex: math(display_tex(latex), width_em * 0.98),
+        display=display,
         beside=formula_beside_name,
         inline=math,
         cite=lambda source: short_cite(short_citation(source)),
-        code=lambda function: _code_html(sheet, function),
+        code=lambda function: _code_html(sheet, function, code_chars),
     )
