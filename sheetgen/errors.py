@@ -63,6 +63,7 @@ _OS_FIXES = {
     errno.EPERM: "check the permissions of this path and its folder, or pass another folder",
     errno.EISDIR: "this path is a folder: pass a file path",
     errno.ENOTDIR: "a part of this path is a file, not a folder: pass another path",
+    errno.EEXIST: "a file stands where this path needs a folder: pass another path",
     errno.ENOENT: "check the path",
     errno.EBUSY: "the path is in use (a mount point, or open elsewhere): pass another folder",
     errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run again",

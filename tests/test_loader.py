@@ -330,3 +330,82 @@ def test_a_file_larger_than_its_stat_size_is_read_only_up_to_the_cap(tmp_path: P
     with pytest.raises(SheetError, match="the file is more than 1,048,576 bytes"):
         read_source(source)
     assert 0 < sum(asked) <= 1024 * 1024 + 1
+
+
+@pytest.mark.parametrize(("source", "want", "got", "hint"), [
+    ("softmax(x)[0]", "0.0", "np.float64(0.0)", "wrap the call: >>> float(softmax(x)[0])"),
+    ("count(x)", "3", "np.int64(3)", ">>> int(count(x))"),
+    ("is_ok(x)", "True", "np.True_", ">>> bool(is_ok(x))"),
+    ("f(x)", "0.33...", "np.float64(0.3333333333333333)", ">>> float(f(x))"),  # ELLIPSIS, as doctests run
+    ("f(x)", "0.5", "np.float64(0.0)", None),  # the number is wrong too: float() would not fix it
+    ("f(x)", "0.0", "0.5", None),
+    ("f(x)", "array([1.])", "array([1., 2.])", None),
+])
+def test_float_hint_only_when_the_value_is_right_but_a_numpy_scalar(source: str, want: str, got: str,
+                                                                    hint: str | None) -> None:
+    from sheetgen.errors import float_hint
+
+    found = float_hint(source, want, got)
+    assert (found is None) == (hint is None), found
+    if hint is not None:
+        assert found is not None and hint in found and got in found
+
+
+@pytest.mark.parametrize(("error", "path", "needle"), [
+    (OSError(errno.ENOSPC, "No space left on device"), "build/formulas.py", "free some disk space"),
+    (OSError(errno.EROFS, "Read-only file system", "site/index.html"), None, "writable file system"),
+    (PermissionError(errno.EACCES, "Permission denied", "build/x"), None, "permissions"),
+])
+def test_os_problem_names_the_path_the_cause_and_a_fix(error: OSError, path: str | None, needle: str) -> None:
+    from sheetgen.errors import os_problem
+
+    line = str(os_problem(error, path=path))
+    shown = path or error.filename
+    assert line.startswith(f"{shown}: {error.strerror} — ") and needle in line, line
+
+
+def test_an_unexpected_exception_is_one_line_naming_a_bug(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import sheetgen.cli as cli
+
+    def broken(args: object) -> int:
+        """Stands for any bug in a command."""
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setitem(cli.COMMANDS, "check", (broken, cli.COMMANDS["check"][1]))
+    monkeypatch.delenv("SHEETGEN_DEBUG", raising=False)
+    assert main(["check", "-f", "formulas.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "internal error (ZeroDivisionError: division by zero)" in err and "SHEETGEN_DEBUG=1" in err
+    monkeypatch.setenv("SHEETGEN_DEBUG", "1")
+    with pytest.raises(ZeroDivisionError):
+        main(["check", "-f", "formulas.yaml"])
+
+
+def test_an_output_that_cannot_be_written_is_named_and_left_as_it_was(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheetgen import outputs
+
+    target = tmp_path / "formulas.py"
+    target.write_text("old\n", encoding="utf-8")
+
+    class Full:
+        def __init__(self, fd: int, mode: str) -> None:
+            os.close(fd)
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")  # as os.write reports it: no file name
+
+    monkeypatch.setattr(outputs.os, "fdopen", Full)
+    with pytest.raises(OSError) as caught:
+        outputs.write_atomic(target, "new\n")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert target.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["formulas.py"]  # no temporary file left
