@@ -533,3 +533,11 @@ def test_any_edit_of_a_printed_formula_gives_problems_not_a_crash(sheet: Sheet, 
 def test_deep_nesting_is_a_problem_not_a_crash() -> None:
     found = problems("y = " + "{" * 280 + "x" + "}" * 280, "def f(x):\n    return x", ">>> f(1.0)")
     assert found == [] or "nested too deeply" in found[0]
+
+
+def test_every_returned_value_must_be_printed_unless_marked() -> None:
+    impl = "def step(x):\n    return 2 * x, x + 1"
+    assert passes(r"a = 2x, \quad b = x + 1", impl, ">>> step(3.0)", "returns: [a, b]")
+    found = problems(r"a = 2x", impl, ">>> step(3.0)", "returns: [a, b]")
+    assert len(found) == 1 and "never gives the returned b" in found[0] and "_b" in found[0]
+    assert passes(r"a = 2x", impl, ">>> step(3.0)", "returns: [a, _b]")

@@ -160,6 +160,11 @@ def check_formula(sheet: Sheet, formula: Formula, module: types.ModuleType) -> l
     if unused:
         return [problem(where_check, "check", f"symbols {', '.join(map(repr, unused))} never occur in the "
                         "evaluated LaTeX", "remove them or write them exactly as in latex")]
+    missing = [name for name in block.returns if not name.startswith("_") and name not in plan.compared_returns]
+    if compared and missing:
+        return [problem(where_latex, "latex", f"the printed formula never gives the returned {', '.join(missing)}",
+                        "print how it is computed, or name it with a leading underscore in check: returns "
+                        "(e.g. _" + missing[0] + ")")]
     if compared == 0:
         return [problem(where_latex, "latex", "the printed formula was never compared with the implementation "
                         "(undefined, unchecked or too few samples on every doctest call)",
@@ -177,6 +182,7 @@ class _Plan:
         self.formula = formula
         self.block = block
         self.problems: list[tuple[str, str]] = []
+        self.compared_returns: set[str] = set()  # returned values some printed side was compared with
         self.simple: dict[tuple[str, str, str, str, int], tuple[ast.expr, str]] = {}
         self.compound: dict[tuple[tuple[str, str], ...], str] = {}
         self.compound_trees: dict[str, ast.expr] = {}
@@ -267,6 +273,7 @@ class _Plan:
             target: LArr | None = None
             head_value: LArr | None = None
             scope.head_mode = True
+            scope.returned_hits.clear()
             try:
                 value = scope.eval(head) if (s, 0) not in self.skip_sides else None
                 head_value = as_larr(value) if value is not None else None
@@ -274,6 +281,7 @@ class _Plan:
                 head_value = None
             finally:
                 scope.head_mode = False
+            hits = set(scope.returned_hits)
             free: list[tex.Node] = []
             local_key = None
             if core is not None and not isinstance(head, tex.App):
@@ -310,11 +318,12 @@ class _Plan:
                         if outcome is not None and outcome != "undefined":
                             raise _Failure(_mismatch(st.texts[k], outcome, call, _target_name(st, head_value)))
                         compared += outcome is None
-                    elif first[0] is not printed:
-                        outcome = _compare(printed, first[0])
+                    elif first[0] is not printed:  # two printed sides of an intermediate: they must agree,
+                        outcome = _compare(printed, first[0])  # but that does not check the code
                         if outcome is not None and outcome != "undefined":
                             raise _Failure(f"`{st.texts[k]}` and `{first[1]}` differ for {call.text}: {outcome}")
-                        compared += outcome is None
+                if compared and head_value is not None:
+                    self.compared_returns |= hits
                 if local_key is not None:
                     value = first[0] if first is not None else indexed_target
                     if value is not None and variables:
@@ -328,7 +337,7 @@ class _Plan:
             return compared
 
     def bind_limits(self, st: tex.Statement, scope: Scope) -> None:
-        """`\frac{1}{n} \\sum_{i=1}^{n}`: an unbound upper limit is the length of the axis the index names."""
+        """`\\frac{1}{n} \\sum_{i=1}^{n}`: an unbound upper limit is the length of the axis the index names."""
         for side in st.sides:
             for node in walk(side):
                 if isinstance(node, tex.Reduce) and isinstance(node.upper, tex.Atom):
@@ -362,10 +371,12 @@ class _Plan:
             raise EvalError(f"the left of \\leftarrow must be a symbol, not `{st.texts[0]}`")
         new = as_larr(scope.num(st.sides[1]))
         scope.head_mode = True
+        scope.returned_hits.clear()
         try:
             returned = scope.named(head, True)
         finally:
             scope.head_mode = False
+        hits = set(scope.returned_hits)
         target = as_larr(returned) if returned is not None else single
         if target is None:
             raise _Failure(f"{atom_tex(head)} is not one of the returned values for {call.text}",
@@ -374,6 +385,8 @@ class _Plan:
         if outcome is not None and outcome != "undefined":
             raise _Failure(_mismatch(st.texts[1], outcome, call, atom_tex(head)))
         scope.locals[head.key] = new
+        if outcome is None:
+            self.compared_returns |= hits
         return int(outcome is None)
 
     def distribution(self, st: tex.Statement, scope: Scope, single: LArr | None) -> int:

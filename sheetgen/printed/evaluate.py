@@ -138,12 +138,15 @@ class Scope:
     indices: dict[str, IndexVar] = field(default_factory=dict)
     head_mode: bool = False
     used: set[str] = field(default_factory=set)
+    returned_hits: set[str] = field(default_factory=set)  # returned names a left side resolved to
     _cache: dict[str, Any] = field(default_factory=dict)
 
     # --- names ------------------------------------------------------------------------------------------
 
     def block_value(self, written: str, tree: ast.expr) -> Any:
         self.used.add(written)
+        if self.head_mode and isinstance(tree, ast.Name) and tree.id in self.returns:
+            self.returned_hits.add(tree.id)
         if written not in self._cache:
             try:
                 self._cache[written] = to_value(run_expression(tree, self.expression_names))
@@ -167,12 +170,17 @@ class Scope:
             lowered.setdefault(name.lower(), []).append(name)
         for candidate in python_names(atom, with_sup):
             if candidate in pool:
-                return to_value(pool[candidate])
+                return self.hit(candidate, pool[candidate])
         for candidate in python_names(atom, with_sup):
             found = lowered.get(candidate.lower(), [])
             if len(found) == 1:
-                return to_value(pool[found[0]])
+                return self.hit(found[0], pool[found[0]])
         return None
+
+    def hit(self, name: str, value: Any) -> Any:
+        if self.head_mode and name in self.returns:
+            self.returned_hits.add(name)
+        return to_value(value)
 
     def named(self, atom: tex.Atom, with_sup: bool, where: str = "any") -> Any:
         key = (atom.base, atom.accent, atom.sub_text, atom.sup_text if with_sup else "", atom.primes)
