@@ -150,6 +150,12 @@ def test_inline_tex_reads_as_unicode() -> None:
     assert tex_to_unicode("g^2") == "g²"
     assert tex_to_unicode(r"e^{-|z|}") == "e^(−|z|)"
     assert prose_to_unicode(r"costs \$5, $\eta$") == "costs $5, η"
+    assert tex_to_unicode(r"\begin{aligned} a &= b \\ c &= d \end{aligned}") == "a = b; c = d"
+
+
+def test_without_plain_the_docstring_shows_the_latex_as_unicode() -> None:
+    formula = SHIPPED.formulas()[0].model_copy(update={"plain": "", "latex": r"\hat y = \sigma(w^\top x)"})
+    assert "\nFormula: ŷ = σ(wᵀ x)\n" in docstring(formula)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)

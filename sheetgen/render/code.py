@@ -13,7 +13,7 @@ import re
 import textwrap
 
 from ..model import Formula, Sheet
-from .texplain import prose_to_unicode
+from .texplain import prose_to_unicode, tex_to_unicode
 
 __all__ = ["comment", "docstring", "function_source", "render_module", "string_literal"]
 
@@ -83,7 +83,7 @@ def _prose(text: str) -> str:
 
 def docstring(formula: Formula) -> str:
     """The docstring text of a formula's function (its value, before indentation)."""
-    plain = formula.plain or formula.latex
+    plain = formula.plain or tex_to_unicode(formula.latex)  # the docstring is plain text, not TeX
     parts = [f"{_prose(formula.name)}: {_prose(formula.meaning)}", "",
              "Formula: " + "\n".join(plain.strip("\n").splitlines()),
              f"Source: {_prose(formula.source)}"]

@@ -114,7 +114,7 @@ class _Parser:
             return " ", False
         if token == "-":
             return "−", False
-        if token == "~":
+        if token in ("~", "&"):
             return " ", False
         if not token.startswith("\\"):
             return token, False
@@ -130,6 +130,11 @@ class _Parser:
             return (base + _ACCENTS[name] if len(base) == 1 else f"{base}{_ACCENTS[name]}"), False
         if name in _TEXT:
             return self.argument(), False
+        if name in ("begin", "end"):  # environments (aligned, cases, …): a row break reads as ";"
+            self.argument()
+            return "", False
+        if name == "\\":
+            return "; ", False
         if name in ("frac", "dfrac", "tfrac"):
             top, bottom = self.argument(), self.argument()
             return f"{_wrap(top)}/{_wrap(bottom)}", False
@@ -172,7 +177,7 @@ def tex_to_unicode(tex: str) -> str:
     except RecursionError:  # absurdly nested braces: keep the source
         return tex
     # NFC: `\\hat y` is y + U+0302, which composes to one character (ŷ) where Unicode has it.
-    return unicodedata.normalize("NFC", " ".join(text.split())) if text.strip() else text
+    return unicodedata.normalize("NFC", " ".join(text.split()).replace(" ;", ";")) if text.strip() else text
 
 
 def prose_to_unicode(text: str) -> str:
