@@ -326,8 +326,8 @@ def sigmoid(z):
     Formula: σ(z) = 1 / (1 + e⁻ᶻ)
     Source: Goodfellow, Bengio & Courville, Deep Learning (2016), §3.10
     Conventions:
-      - scipy.special.expit and torch.sigmoid compute 1/(1 + e^{−z}) directly (e^{−z} = inf
-        gives 0, correctly); e^(−|z|) here only avoids NumPy overflow warnings.
+      - scipy.special.expit and torch.sigmoid compute 1/(1 + e⁻ᶻ) directly (e⁻ᶻ = inf gives 0,
+        correctly); e^(−|z|) here only avoids NumPy overflow warnings.
       - The |z| trick matters for log σ(z) and BCE on logits: log(expit(−1000)) is −inf, while
         scipy.special.log_expit and torch F.logsigmoid give −1000 and BCEWithLogitsLoss a finite
         loss.
@@ -1243,7 +1243,7 @@ def dropout(x, p, rng):
 def layer_norm(x, gamma, beta, eps=1e-5):
     """Layer normalization: Standardise each sample over its d features (last axis), then scale by γ and shift by β; no batch statistics, so train and test behave alike.
 
-    Formula: y = γ ⊙ (x − μ)/√(σ² + ε) + β,  μ = mean of x, σ² = mean of (x − μ)² (÷d), over the last axis
+    Formula: μ = mean of x, σ² = mean of (x − μ)² (÷d), over the last axis;  y = γ ⊙ (x − μ)/√(σ² + ε) + β
     Source: Ba, Kiros & Hinton, Layer Normalization (2016), §3, eq. 4
     Conventions:
       - torch F.layer_norm / nn.LayerNorm: biased variance (÷d), ε = 1e-5 inside the root, as
@@ -1251,12 +1251,12 @@ def layer_norm(x, gamma, beta, eps=1e-5):
       - torch normalized_shape may span several trailing axes; here only the last one. The paper
         writes no ε.
 
-    >>> np.round(layer_norm([1, 2, 6], [1, 2, 0.5], [0, 1, -1], eps=1.0), 4).tolist()  # σ² = 14/3
-    [-0.8402, 0.1598, -0.3699]
-    >>> np.round(layer_norm([1, 2, 6], [1, 2, 0.5], [0, 1, -1]), 4).tolist()  # ε = 1e-5
-    [-0.9258, 0.0742, -0.3056]
-    >>> np.round(layer_norm([[1, 2, 6], [0, 0, 3]], [1, 2, 0.5], [0, 1, -1], eps=1.0), 4).tolist()  # each row alone
-    [[-0.8402, 0.1598, -0.3699], [-0.5774, -0.1547, -0.4226]]
+    >>> np.round(layer_norm([1, 3, 9], [1, 2, 0.5], [0, 1, -1], eps=1.0), 4).tolist()  # μ = 13/3, σ² = 104/9
+    [-0.9407, 0.2474, -0.3415]
+    >>> np.round(layer_norm([1, 3, 9], [1, 2, 0.5], [0, 1, -1]), 4).tolist()  # ε = 1e-5
+    [-0.9806, 0.2155, -0.3136]
+    >>> np.round(layer_norm([[1, 3, 9], [0, 0, 3]], [1, 2, 0.5], [0, 1, -1], eps=1.0), 4).tolist()  # each row alone
+    [[-0.9407, 0.2474, -0.3415], [-0.5774, -0.1547, -0.4226]]
     """
     x = np.asarray(x, dtype=float)
     mu = x.mean(axis=-1, keepdims=True)
@@ -1391,7 +1391,7 @@ def swiglu(x, W, V, W2):
 def label_smoothing_cross_entropy(logits, target, alpha):
     """Label-smoothing cross-entropy: Cross-entropy against a target that keeps 1 − α on the true class and spreads α evenly over all K classes; discourages over-confident logits.
 
-    Formula: L = −(1/N) Σₙ Σₖ qₙₖ log softmax(zₙ)ₖ,  qₙₖ = (1 − α)[k = yₙ] + α/K
+    Formula: L = −(1/N) Σₙ Σₖ ((1 − α)[k = yₙ] + α/K) log softmax(zₙ)ₖ, K classes, yₙ the class index
     Source: Szegedy et al., Rethinking the Inception Architecture for Computer Vision (CVPR 2016), §7
     Conventions:
       - torch F.cross_entropy(logits, y, label_smoothing=α) and Keras
@@ -1419,7 +1419,7 @@ def label_smoothing_cross_entropy(logits, target, alpha):
 def focal_loss(p, y, gamma=2.0, alpha=0.25):
     """Focal loss: Binary cross-entropy down-weighted by (1 − pₜ)ᵞ on well-classified examples, so training focuses on hard ones; α weights the positives. γ = 0, α = 0.5 is half the BCE.
 
-    Formula: FL = −mean αₜ(1 − pₜ)^γ log pₜ,  pₜ = p if y = 1 else 1 − p,  αₜ = α if y = 1 else 1 − α
+    Formula: FL = −mean wₙ(1 − qₙ)^γ log qₙ;  qₙ = p if y = 1 else 1 − p (the paper’s pₜ);  wₙ = α if y = 1 else 1 − α (αₜ)
     Source: Lin et al., Focal Loss for Dense Object Detection (ICCV 2017), §3.2, eq. 5
     Conventions:
       - torchvision.ops.sigmoid_focal_loss takes logits and reduces with "none" by default; this
@@ -1451,9 +1451,9 @@ def distillation_loss(student_logits, teacher_logits, y, T, alpha):
       - Some code puts α on the hard term instead; check which term α weights.
 
     >>> s, t, y = [[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]], [[2.0, 1.0, 0.5], [1.0, 0.0, 2.0]], [1, 2]
-    >>> round(distillation_loss(s, t, y, T=2.0, alpha=0.7), 6)
-    0.378291
-    >>> round(distillation_loss(s, s, y, T=2.0, alpha=0.7), 6)  # teacher = student: KL = 0, 0.3·CE
+    >>> round(distillation_loss(s, t, y, T=2.5, alpha=0.7), 6)
+    0.381372
+    >>> round(distillation_loss(s, s, y, T=2.5, alpha=0.7), 6)  # teacher = student: KL = 0, 0.3·CE
     0.071023
     >>> round(distillation_loss([[0.0, 0.0]], [[0.0, 0.0]], [0], T=4.0, alpha=0.0), 6)  # CE only: ln 2
     0.693147
@@ -1474,7 +1474,7 @@ def distillation_loss(student_logits, teacher_logits, y, T, alpha):
 def clip_grad_norm(grads, max_norm):
     """Gradient clipping (global norm): If the gradient of all parameters together is longer than c, scale every array by the same factor so its norm becomes c; the direction is kept. Stops exploding gradients.
 
-    Formula: gⱼ ← gⱼ·min(1, c/(‖g‖ + 1e-6)),  ‖g‖ = √(Σⱼ Σᵢ gⱼᵢ²) over all the arrays together
+    Formula: g̃ⱼ = gⱼ·min(1, c/(‖g‖ + 1e-6)),  ‖g‖ = √(Σⱼ Σᵢ gⱼᵢ²) over all the arrays gⱼ together
     Source: Pascanu, Mikolov & Bengio, On the difficulty of training RNNs (ICML 2013), §3.2, Alg. 1
     Conventions:
       - torch.nn.utils.clip_grad_norm_ adds 1e-6 to the norm as here, scales in place and
@@ -1484,8 +1484,10 @@ def clip_grad_norm(grads, max_norm):
 
     >>> [g.tolist() for g in clip_grad_norm([[3.0, 4.0], [[0.0], [12.0]]], 26.0)]  # ‖g‖ = 13 < 26: unchanged
     [[3.0, 4.0], [[0.0], [12.0]]]
-    >>> [np.round(g, 6).tolist() for g in clip_grad_norm([[3.0, 4.0], [[0.0], [12.0]]], 6.5)]  # halved
-    [[1.5, 2.0], [[0.0], [6.0]]]
+    >>> [g.tolist() for g in clip_grad_norm([[0.3, 0.4], [0.0, 1.2]], 2.0)]  # ‖g‖ = 1.3 < 2: unchanged
+    [[0.3, 0.4], [0.0, 1.2]]
+    >>> [np.round(g, 6).tolist() for g in clip_grad_norm([[3.0, 4.0], [0.0, 12.0]], 6.5)]  # halved
+    [[1.5, 2.0], [0.0, 6.0]]
     >>> [np.round(g * 1e8, 6).tolist() for g in clip_grad_norm([[3e-7], [4e-7]], 1e-7)]  # 1e-6 matters: ×1/15
     [[2.0], [2.666667]]
     """
@@ -1583,13 +1585,13 @@ def adamw_step(theta, grad, m, v, t, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, 
         Adam(weight_decay=λ) instead adds λθ to g (L2, coupled).
       - t counts steps from 1; m and v start at 0; returns (θ, m, v).
 
-    >>> kw = dict(lr=0.1, beta1=0.5, beta2=0.75, eps=0.1, weight_decay=0.5)
+    >>> kw = dict(lr=0.1, beta1=0.5, beta2=0.75, eps=0.3, weight_decay=0.5)
     >>> theta, m, v = adamw_step([1.0, -2.0], [2.0, -1.0], [0.0, 0.0], [0.0, 0.0], t=1, **kw)
-    >>> np.round(theta, 6).tolist(), m.tolist(), v.tolist()  # 1·0.95 − 0.1·2/(2 + 0.1)
-    ([0.854762, -1.809091], [1.0, -0.5], [1.0, 0.25])
+    >>> np.round(theta, 6).tolist(), m.tolist(), v.tolist()  # 1·0.95 − 0.1·2/(2 + 0.3)
+    ([0.863043, -1.823077], [1.0, -0.5], [1.0, 0.25])
     >>> theta, m, v = adamw_step(theta, [0.5, 0.5], m, v, t=2, **kw)
     >>> np.round(theta, 6).tolist(), m.tolist(), v.tolist()  # m₂ = 0 for the second: decay only
-    ([0.74366, -1.718636], [0.75, 0.0], [0.8125, 0.25])
+    ([0.759751, -1.731923], [0.75, 0.0], [0.8125, 0.25])
     """
     theta, grad = np.asarray(theta, dtype=float), np.asarray(grad, dtype=float)
     m = beta1 * np.asarray(m, dtype=float) + (1 - beta1) * grad
@@ -1649,7 +1651,7 @@ def adagrad_step(theta, grad, r, lr=1e-2, eps=1e-10):
 def warmup_cosine_lr(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
     """Warmup + cosine schedule: Ramp the learning rate up linearly for W steps (stabilises Adam's early steps), then follow half a cosine down to ηₘᵢₙ at step T.
 
-    Formula: ηₜ = η_max·t/W for t < W;  η_min + ½(η_max − η_min)(1 + cos(π(t − W)/(T − W))) for W ≤ t < T;  η_min after T
+    Formula: ηₜ = η_max·t/W for t < W;  η_min for t ≥ T;  otherwise η_min + ½(η_max − η_min)(1 + cos(π(t − W)/(T − W)))
     Source: Loshchilov & Hutter, SGDR (ICLR 2017), §3, eq. 5; warmup: Goyal et al., Accurate, Large Minibatch SGD (2017), §2.2
     Conventions:
       - Same as Hugging Face get_cosine_schedule_with_warmup (η_min = 0) and torch LambdaLR with
@@ -1657,8 +1659,8 @@ def warmup_cosine_lr(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
       - nanoGPT warms up with (t + 1)/W, so its first step is not 0. t counts from 0; W = 0
         means no warmup.
 
-    >>> [round(float(warmup_cosine_lr(t, 2.0, 4, 12, 0.5)), 6) for t in (0, 1, 4, 6, 8, 12, 20)]
-    [0.0, 0.5, 2.0, 1.78033, 1.25, 0.5, 0.5]
+    >>> [round(float(warmup_cosine_lr(t, 2.0, 5, 13, 0.5)), 6) for t in (0, 1, 4, 5, 7, 9, 13, 20)]
+    [0.0, 0.4, 1.6, 2.0, 1.78033, 1.25, 0.5, 0.5]
     >>> round(float(warmup_cosine_lr(500, 3e-4, 100, 1100)), 10)  # 40% of the decay: ½(1 + cos 0.4π)
     0.0001963525
     """
@@ -1872,6 +1874,8 @@ def gru_cell(x, h, W_ih, W_hh, b_ih, b_hh):
     >>> h = gru_cell([0.0], [np.log(3)], [[0.0]] * 3, [[0.0]] * 3, [0.0, -30.0, 0.0], [0.0] * 3)
     >>> np.round(h, 6).tolist()  # z ≈ 0, r = ½, n = tanh(0) = 0: forget h
     [0.0]
+    >>> np.round(gru_cell([0.5, -1.0], [0.5], W_ih, W_hh, [0.1, 0.5, -0.2], [0.3, -0.4, 1.0]), 6).tolist()
+    [0.675211]
     >>> gru_cell(np.ones((4, 3)), np.zeros((4, 2)), np.ones((6, 3)), np.ones((6, 2)), np.zeros(6), np.zeros(6)).shape
     (4, 2)
     """
@@ -2001,9 +2005,9 @@ def positional_encoding(n_positions, d_model):
 
 
 def rope(x, base=10000.0):
-    """Rotary position embedding (RoPE): Rotates each feature pair of q and k by an angle proportional to the position, so qₘᵀ kₙ depends only on m − n: relative positions, no learned table. LLaMA, Mistral, GPT-NeoX.
+    """Rotary position embedding (RoPE): Rotates feature pair i of q and k at position m by the angle mθᵢ, θᵢ = b^(−2i/d), so qₘᵀ kₙ depends only on m − n: relative positions, no learned table. LLaMA, Mistral, GPT-NeoX.
 
-    Formula: pair (x₂ᵢ, x₂ᵢ₊₁) at position m rotated by the angle m·θᵢ, θᵢ = base^(−2i/d)
+    Formula: pair (x₂ᵢ, x₂ᵢ₊₁) at position m = 0, 1, … rotated by the angle m·θᵢ, θᵢ = b^(−2i/d), b = base
     Source: Su et al., RoFormer: Enhanced Transformer with Rotary Position Embedding (2021), §3.4.2, eq. 34
     Conventions:
       - x is (positions, d), or (..., positions, d); pairs are interleaved (2i, 2i+1) as in the
@@ -2116,14 +2120,14 @@ def temperature_softmax(logits, T):
 
 
 def top_p_filter(probs, p):
-    """Top-p (nucleus) filtering: Sample only from the nucleus: the head of the distribution holding mass p. The set grows when the model is unsure and shrinks when it is confident, unlike a fixed top-k.
+    """Top-p (nucleus) filtering: Sample only from the nucleus: the fewest most likely tokens whose mass reaches p (token i stays while the mass Mᵢ above it is < p). The set grows when the model is unsure, unlike a fixed top-k.
 
-    Formula: keep the smallest set S of most probable tokens whose mass reaches p; p′ᵢ = pᵢ/Σ_S p for i in S, else 0
+    Formula: Mᵢ = Σⱼ Pⱼ[Pⱼ > Pᵢ] (mass of the more likely tokens);  P′ᵢ = Pᵢ[Mᵢ < p] / Σⱼ Pⱼ[Mⱼ < p]
     Source: Holtzman et al., The Curious Case of Neural Text Degeneration (ICLR 2020), §3.1
     Conventions:
-      - A token is kept when the mass of the tokens strictly more likely than it is < p, as
-        Hugging Face TopPLogitsWarper (which works on logits and keeps at least one token). Ties
-        are broken by index.
+      - A token is kept when the mass Mᵢ of the tokens strictly more likely than it is < p, as
+        Hugging Face TopPLogitsWarper (which works on logits and keeps at least one token); tied
+        tokens are kept or dropped together, where HF breaks ties by sort order.
       - probs sum to 1 over the last axis; rows are filtered independently.
 
     >>> np.round(top_p_filter([0.1, 0.5, 0.15, 0.25], 0.7), 4).tolist()  # 0.5 + 0.25 ≥ 0.7
@@ -2132,21 +2136,28 @@ def top_p_filter(probs, p):
     [0.0, 0.5556, 0.1667, 0.2778]
     >>> top_p_filter([[0.6, 0.4], [0.3, 0.7]], 0.5).tolist()  # the top token alone
     [[1.0, 0.0], [0.0, 1.0]]
+    >>> np.round(top_p_filter([0.3, 0.4, 0.3], 0.5), 4).tolist()  # ties kept together: M = 0.4 < 0.5
+    [0.3, 0.4, 0.3]
+    >>> top_p_filter([0.3, 0.4, 0.3], 0.4).tolist()  # M = 0.4 is not < 0.4
+    [0.0, 1.0, 0.0]
     """
     probs = np.asarray(probs, dtype=float)
-    order = np.argsort(-probs, axis=-1, kind="stable")
-    ranked = np.take_along_axis(probs, order, axis=-1)
-    before = np.cumsum(ranked, axis=-1) - ranked  # mass of the more likely tokens
-    keep = np.zeros(probs.shape, dtype=bool)
-    np.put_along_axis(keep, order, before < p, axis=-1)
-    kept = np.where(keep, probs, 0.0)
+    ranked = -np.sort(-probs, axis=-1)
+    before = np.cumsum(ranked, axis=-1)  # then shifted: the mass ranked above
+    before = np.concatenate([np.zeros_like(ranked[..., :1]), before[..., :-1]], axis=-1)
+    rank = np.arange(ranked.shape[-1])
+    new = np.concatenate([np.ones_like(ranked[..., :1], dtype=bool), ranked[..., 1:] != ranked[..., :-1]], axis=-1)
+    first = np.maximum.accumulate(np.where(new, rank, 0), axis=-1)  # first rank of each tie
+    mass_above = np.take_along_axis(before, first, axis=-1)  # M: mass strictly more likely
+    cutoff = np.min(np.where(mass_above < p, ranked, np.inf), axis=-1, keepdims=True)
+    kept = np.where(probs >= cutoff, probs, 0.0)
     return kept / kept.sum(axis=-1, keepdims=True)
 
 
 def lora_forward(x, W0, A, B, alpha):
     """LoRA: Freeze W₀ and train a rank-r update BA: r(dᵢₙ + dₒᵤₜ) parameters instead of dᵢₙ dₒᵤₜ; merge W₀ + α/rBA for inference at no latency cost.
 
-    Formula: h = x W₀ᵀ + (α/r)·x Aᵀ Bᵀ, r = rank = A.shape[0]  (i.e. W = W₀ + (α/r)BA)
+    Formula: h = x W₀ᵀ + (α/r)·x Aᵀ Bᵀ, A (r, in), B (out, r), r = rank  (i.e. W = W₀ + (α/r)BA)
     Source: Hu et al., LoRA: Low-Rank Adaptation of Large Language Models (ICLR 2022), §4.1, eq. 3
     Conventions:
       - torch Linear layout: W₀ is (out, in). B starts at 0 and A random (Gaussian in the paper,
@@ -2168,7 +2179,7 @@ def lora_forward(x, W0, A, B, alpha):
 def dpo_loss(logp_w, logp_l, ref_logp_w, ref_logp_l, beta=0.1):
     """DPO loss: Preference tuning without a reward model or RL: raise the policy's log-ratio to the reference on the chosen answer y_w above that on the rejected yₗ; β plays the role of RLHF's KL weight.
 
-    Formula: L = −mean log σ(β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])
+    Formula: L = −mean log σ(β[(log π_θ(y_w) − log π_ref(y_w)) − (log π_θ(y_l) − log π_ref(y_l))]), y_w chosen, y_l rejected
     Source: Rafailov et al., Direct Preference Optimization (NeurIPS 2023), §4, eq. 7
     Conventions:
       - Each log-probability is the sum over the response tokens. TRL DPOTrainer
@@ -2387,7 +2398,7 @@ def in_batch_softmax_loss(user_emb, item_emb, tau=1.0):
 def bpr_loss(pos_scores, neg_scores):
     """BPR loss: Pairwise ranking from implicit feedback: push a user's score of an item they used above one they did not.
 
-    Formula: L = −mean log σ(score(u, i) − score(u, j)), i a consumed item, j not
+    Formula: L = −mean log σ(s⁺ − s⁻): s⁺ the score of an item the user consumed, s⁻ of one they did not
     Source: Rendle et al., BPR: Bayesian Personalized Ranking from Implicit Feedback (UAI 2009), §4.1
     Conventions:
       - The paper maximises Σ ln σ(x̂ᵤᵢⱼ) − λ‖Θ‖²; the regulariser is left out here. Equals
@@ -2415,8 +2426,8 @@ def biased_mf_predict(mu, b_u, b_i, p_u, q_i):
 
     >>> round(float(biased_mf_predict(3.7, -0.3, 0.5, [0.0, 0.0], [1.0, 1.0])), 6)  # Koren's Joe and Titanic
     3.9
-    >>> round(float(biased_mf_predict(3.5, -0.3, 0.5, [1.0, 2.0], [0.5, -0.25])), 6)  # + 0.5 − 0.5
-    3.7
+    >>> round(float(biased_mf_predict(3.5, -0.3, 0.5, [1.0, 2.0], [0.5, 0.25])), 6)  # + 1·0.5 + 2·0.25
+    4.7
     >>> np.round(biased_mf_predict(3.0, [0.5, -1.0], [0.25, 0.0], [[1, 2], [3, 0]], [[2, 1], [1, 1]]), 6).tolist()
     [7.75, 5.0]
     """
