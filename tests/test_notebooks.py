@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import doctest
 import json
 from pathlib import Path
@@ -192,3 +193,17 @@ def test_shipped_notebooks_run_and_match_their_doctests(sheet: Sheet, tmp_path: 
             assert len(displayed) == len(wants), f"{path}: {formula.id} shows {shown}"
             for want, got in zip(wants, displayed, strict=True):
                 assert checker.check_output(want, got + "\n", flags), f"{formula.id}: {got!r} != {want!r}"
+
+
+def test_prose_in_the_setup_cell_stays_a_comment() -> None:
+    sheet = small_sheet()
+    algebra = sheet.sections[0]
+    square = algebra.entries[0]
+    # `fourth` calls `square`: a section with only `fourth` defines `square` in its setup cell, with its name.
+    renamed = square.model_copy(update={"name": "Square\nimport os; os.system('touch /tmp/x')"})
+    other = algebra.model_copy(update={"id": "other", "entries": (algebra.entries[1],)})
+    first = algebra.model_copy(update={"entries": (renamed,)})
+    sheet = sheet.model_copy(update={"sections": (first, other)})
+    setup = nb.render_notebooks(sheet)["notebooks/other.ipynb"].cells[1].source
+    tree = ast.parse(setup)
+    assert [type(node).__name__ for node in tree.body] == ["Import", "FunctionDef"], setup
