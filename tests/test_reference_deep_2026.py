@@ -82,6 +82,7 @@ def test_gelu_exact_equals_x_times_normal_cdf_from_scipy(formulas):
     # scipy's ndtr is Φ, accurate in the tails: relative agreement even where GELU is ~1e-20.
     x = np.concatenate([np.linspace(-12, 12, 2401), [0.0, 1e-300, -1e-300, 2.5 * math.sqrt(2)]])
     np.testing.assert_allclose(formulas.gelu(x), x * special.ndtr(x), rtol=5e-12, atol=0)
+    assert formulas.gelu([1e200, -1e200]).tolist() == [1e200, -0.0]  # no overflow warning far in the tails
     tanh_form = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     close(formulas.gelu(x, approximate="tanh"), tanh_form)
     with pytest.raises(ValueError, match="approximate"):
@@ -164,6 +165,13 @@ def test_focal_loss_by_hand(formulas, seed, gamma, alpha):
     p, y = rng.uniform(0.01, 0.99, size=9), rng.integers(0, 2, size=9)
     want = math.fsum(_focal_by_hand(pi, int(yi), gamma, alpha) for pi, yi in zip(p, y, strict=True)) / 9
     close(formulas.focal_loss(p, y, gamma=gamma, alpha=alpha), want)
+
+
+@reference("focal_loss")
+def test_focal_loss_at_certain_predictions(formulas):
+    # p_t = 1: (1 − 1)^γ·log 1 = 0; p_t = 0: −log 0 = inf, without a RuntimeWarning.
+    assert formulas.focal_loss([1.0, 0.0], [1, 0]) == 0.0
+    assert formulas.focal_loss([1.0, 0.0], [0, 0]) == math.inf
 
 
 @reference("focal_loss")
@@ -607,6 +615,9 @@ def test_top_p_filter_by_hand(formulas):
     close(formulas.top_p_filter([0.1, 0.5, 0.15, 0.25], 0.7), [0.0, 0.5 / 0.75, 0.0, 0.25 / 0.75])
     close(formulas.top_p_filter([0.1, 0.5, 0.15, 0.25], 0.8), [0.0, 0.5 / 0.9, 0.15 / 0.9, 0.25 / 0.9])
     close(formulas.top_p_filter([0.1, 0.5, 0.15, 0.25], 1.0), [0.1, 0.5, 0.15, 0.25])
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="p must be in"):
+            formulas.top_p_filter([0.5, 0.5], bad)
 
 
 @reference("top_p_filter")
@@ -774,3 +785,11 @@ def test_psi_by_hand(formulas):
     # Bins 50/30/20 % → 20/30/50 %: (0.2 − 0.5) ln(0.4) + 0 + (0.5 − 0.2) ln(2.5) = 0.6 ln 2.5.
     close(formulas.psi([0.5, 0.3, 0.2], [0.2, 0.3, 0.5]), 0.6 * math.log(2.5))
     assert formulas.psi([0.25] * 4, [0.25] * 4) == 0.0
+
+
+@reference("psi")
+def test_psi_empty_bins_without_warnings(formulas):
+    # Empty in both: the bin contributes 0 (its limit); empty on one side only: infinite. No RuntimeWarning
+    # (pytest turns warnings into errors here).
+    close(formulas.psi([0.5, 0.5, 0.0], [0.4, 0.6, 0.0]), 0.1 * math.log(1.2) - 0.1 * math.log(0.8))
+    assert formulas.psi([0.5, 0.5], [1.0, 0.0]) == math.inf
