@@ -541,3 +541,13 @@ def test_every_returned_value_must_be_printed_unless_marked() -> None:
     found = problems(r"a = 2x", impl, ">>> step(3.0)", "returns: [a, b]")
     assert len(found) == 1 and "never gives the returned b" in found[0] and "_b" in found[0]
     assert passes(r"a = 2x", impl, ">>> step(3.0)", "returns: [a, _b]")
+
+
+def test_inverse_of_a_matrix_sum() -> None:
+    impl = ("def ridge(X, y, lam):\n    X = np.asarray(X, dtype=float)\n"
+            "    return np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ np.asarray(y))")
+    calls = ">>> ridge([[1.0, 2.0], [3.0, 1.0], [0.0, 1.0]], [3.0, 5.0, 1.0], 2.0)"
+    check = "symbols: {I: 'np.eye(np.shape(X)[1])'}"
+    assert passes(r"w = (X^\top X + \lambda I)^{-1} X^\top y", impl, calls, check)
+    assert not passes(r"w = (X^\top X + I)^{-1} X^\top y", impl, calls, check)
+    assert "never occur" not in problems(r"w = (X^\top X + I)^{-1} X^\top y", impl, calls, check)[0]

@@ -637,8 +637,10 @@ def _matrixish(node: tex.Node) -> bool:
         return node.kind in ("letters", "greek") and node.base[:1].isupper()
     if isinstance(node, (tex.Group, tex.Power)):
         return _matrixish(node.arg if isinstance(node, tex.Group) else node.base)
-    if isinstance(node, tex.Jux):
-        return _matrixish(node.left) or _matrixish(node.right)
+    if isinstance(node, tex.Jux) or (isinstance(node, tex.Bin) and node.op in "+-"):
+        return _matrixish(node.left) or _matrixish(node.right)  # (X^T X + λI)^{-1} is a matrix inverse
+    if isinstance(node, tex.Neg):
+        return _matrixish(node.arg)
     if isinstance(node, tex.App) and isinstance(node.func, tex.Atom):
         return node.func.kind == "name" and node.func.base[:1].isupper() and node.func.base.lower() != "max"
     return False
