@@ -31,6 +31,8 @@ __all__ = ["PRINTED_CHECK", "DoctestReport", "import_module", "run_doctests"]
 PRINTED_CHECK = "sheetgen.printed:check_printed"
 """The printed-formula check, for `run_doctests(..., checks=[PRINTED_CHECK])`."""
 LIMITS = sandbox.Limits(step_seconds=10.0, total_seconds=300.0, cpu_seconds=300, memory_bytes=1 << 30)
+CHECK_SECONDS = 120.0
+"""Wall clock for each extra check (it covers every formula at once, unlike a formula's examples)."""
 _FIX = "fix the implementation or the expected output"
 _MESSAGE_CHARS = 200
 
@@ -157,7 +159,7 @@ def _run_in_child(child: sandbox.Child, sheet: Sheet, source: str, checks: tuple
             problems.append(Problem(sheet.source_path, line, problem, _FIX, None, formula.id, "examples"))
     extra: dict[str, Any] = {}
     for name in checks:
-        child.step(("check", name))
+        child.step(("check", name), CHECK_SECONDS)
         try:
             module_name, _, function_name = name.partition(":")
             check = getattr(importlib.import_module(module_name), function_name)

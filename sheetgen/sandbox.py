@@ -63,9 +63,9 @@ class Child:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def step(self, label: object) -> None:
-        """A new step begins: the per-step clock restarts."""
-        self._conn.send(("step", label))
+    def step(self, label: object, seconds: float | None = None) -> None:
+        """A new step begins: the per-step clock restarts (with `seconds` instead of the usual limit)."""
+        self._conn.send(("step", (label, seconds)))
 
     def note(self, label: object) -> None:
         """Where inside the step the child is now (e.g. which example)."""
@@ -135,12 +135,12 @@ def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
         process.start()
         send.close()
         try:
-            step_started = started
+            step_started, step_limit = started, limits.step_seconds
             while True:
-                deadline = min(step_started + limits.step_seconds, started + limits.total_seconds)
+                deadline = min(step_started + step_limit, started + limits.total_seconds)
                 if not receive.poll(max(0.0, deadline - time.monotonic())):
                     whole = time.monotonic() - started >= limits.total_seconds
-                    limit = limits.total_seconds if whole else limits.step_seconds
+                    limit = limits.total_seconds if whole else step_limit
                     return Outcome(failure="timeout", message=f"ran longer than {limit:g} s", step=step,
                                    note=note, seconds=time.monotonic() - started)
                 try:
@@ -149,11 +149,14 @@ def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
                     break  # the child is gone without a result (or sent more than we read)
                 try:
                     kind, value = _PlainUnpickler(data, allowed).load()
+                    if kind == "step":
+                        label, seconds = value
+                        seconds = limits.step_seconds if seconds is None else float(seconds)
                 except Exception as err:  # anything a garbled or hostile message raises
                     return Outcome(failure="raised", message=f"it sent back something unreadable ({clip(str(err))})",
                                    step=step, note=note, seconds=time.monotonic() - started)
                 if kind == "step":
-                    step, note, step_started = value, None, time.monotonic()
+                    step, note, step_started, step_limit = label, None, time.monotonic(), seconds
                 elif kind == "note":
                     note = value
                 elif kind == "done":
