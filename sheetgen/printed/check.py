@@ -183,6 +183,7 @@ class _Plan:
         self.block = block
         self.problems: list[tuple[str, str]] = []
         self.compared_returns: set[str] = set()  # returned values some printed side was compared with
+        self.limits: dict[int, list[tex.Reduce]] = {}  # sums with a symbol as upper limit, per statement
         self.simple: dict[tuple[str, str, str, str, int], tuple[ast.expr, str]] = {}
         self.compound: dict[tuple[tuple[str, str], ...], str] = {}
         self.compound_trees: dict[str, ast.expr] = {}
@@ -210,6 +211,9 @@ class _Plan:
                 self.problems.append((f"unchecked: {written!r} is not a side or statement of the LaTeX",
                                       "copy the part exactly as written in latex"))
             self.skip_sides.update(hits)
+        for s, st in enumerate(self.statements):
+            self.limits[s] = [node for side in st.sides for node in walk(side)
+                              if isinstance(node, tex.Reduce) and isinstance(node.upper, tex.Atom)]
         # which definitions are used by other statements (intermediates), by (base, accent, primes)
         self.referenced: list[set[tuple[str, str, int, str]]] = []
         for _ in self.statements:
@@ -264,7 +268,7 @@ class _Plan:
         if relation == "in":  # a domain such as y_i \in \{-1, +1\}: nothing to compute
             return 0
         with np.errstate(all="ignore"):
-            self.bind_limits(st, scope)
+            self.bind_limits(s, scope)
             if relation == "sim":
                 return self.distribution(st, scope, single)
             if relation == "leftarrow":
@@ -336,16 +340,15 @@ class _Plan:
                 scope.indices = saved
             return compared
 
-    def bind_limits(self, st: tex.Statement, scope: Scope) -> None:
+    def bind_limits(self, s: int, scope: Scope) -> None:
         """`\\frac{1}{n} \\sum_{i=1}^{n}`: an unbound upper limit is the length of the axis the index names."""
-        for side in st.sides:
-            for node in walk(side):
-                if isinstance(node, tex.Reduce) and isinstance(node.upper, tex.Atom):
-                    try:
-                        scope.eval(node.upper)
-                    except Unbound:
-                        size = scope.infer_size(node.var, node.body)
-                        scope.locals[node.upper.key] = LArr(np.asarray(float(size)))
+        for node in self.limits[s]:
+            assert isinstance(node.upper, tex.Atom)
+            try:
+                scope.eval(node.upper)
+            except Unbound:
+                size = scope.infer_size(node.var, node.body)
+                scope.locals[node.upper.key] = LArr(np.asarray(float(size)))
 
     def bind_free(self, free: list[tex.Node], target: LArr | None, st: tex.Statement, scope: Scope) -> list[str]:
         from .evaluate import IndexVar  # local: the class is only needed here
