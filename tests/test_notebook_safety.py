@@ -149,3 +149,24 @@ def test_kernels_run_limited_in_a_temporary_folder_without_our_environment(
     assert seen["cpu"] == KERNEL_LIMITS.cpu_seconds
     assert seen["file"] == KERNEL_LIMITS.file_bytes
     assert 0 < seen["memory"] <= (1 << 30) + KERNEL_LIMITS.memory_bytes
+
+
+@pytest.mark.parametrize(("example", "needle"), [
+    # Only in a kernel (the doctests pass): the kernel dies, or hits its memory limit (3 GiB would fit
+    # in this machine's memory without the limit).
+    ("__import__('os')._exit(0) if 'ipykernel' in __import__('sys').modules else None",
+     "the kernel died (out of memory, CPU time, or the code ended it)"),
+    ("len(bytearray(3 * 2**30)) if 'ipykernel' in __import__('sys').modules else None", "failed: MemoryError"),
+])
+def test_a_cell_that_kills_or_exhausts_its_kernel_is_located(tmp_path: Path, example: str, needle: str) -> None:
+    from sheetgen.errors import SheetError
+    from sheetgen.render.notebooks import execute_notebooks, render_notebooks
+    from tests.test_notebooks import SMALL, small_sheet
+
+    marker = "          >>> values = square([1, 2])\n"
+    sheet = small_sheet(SMALL.replace(marker, f"          >>> {example}\n{marker}"))
+    with pytest.raises(SheetError) as raised:
+        execute_notebooks(render_notebooks(sheet), tmp_path, sheet=sheet, timeout=60)
+    message = str(raised.value)
+    assert message.startswith(f"small.yaml:{sheet.line_of('square', 'examples')} [square] examples: notebook"), message
+    assert needle in message

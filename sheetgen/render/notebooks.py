@@ -342,13 +342,14 @@ def _cell_error(notebook: NotebookNode, err: Exception, sheet: Sheet | None, nam
     for cell in notebook.cells:
         if any(output.get("output_type") == "error" for output in cell.get("outputs", ())):
             failed = cell
-    if failed is None:  # a timeout or a dead kernel: the first code cell that never finished
-        failed = next((c for c in notebook.cells if c.get("cell_type") == "code" and c.get("execution_count") is None),
-                      None)
+    if failed is None:  # a timeout or a dead kernel: the last cell that started (execute_input numbers it)
+        code_cells = [c for c in notebook.cells if c.get("cell_type") == "code"]
+        started = [c for c in code_cells if c.get("execution_count") is not None]
+        failed = started[-1] if started else (code_cells[0] if code_cells else None)
     message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     error = next((o for o in failed.outputs if o.get("output_type") == "error"), None) if failed is not None else None
     if error is not None:
-        message = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
+        message = str(error.get("ename", "Error")) + (f": {error['evalue']}" if error.get("evalue") else "")
     elif isinstance(err, DeadKernelError):
         message = "the kernel died (out of memory, CPU time, or the code ended it)"
     message = sandbox.clip(message)
