@@ -88,6 +88,8 @@ def test_sum_with_limits_binds_n_to_the_axis_length() -> None:
     assert passes(r"L = \frac{1}{n} \sum_{i=1}^{n} (y_i - \hat y_i)^2", impl, calls)
     assert not passes(r"L = \sum_{i=1}^{n} (y_i - \hat y_i)^2", impl, calls)
     assert not passes(r"L = \frac{1}{n} \sum_{i=1}^{n} (y_i - \hat y_i)", impl, calls)
+    assert passes(r"L = \frac{1}{n} \sum_i (y_i - \hat y_i)^2", impl, calls)  # n: the length the sum runs over
+    assert not passes(r"L = \frac{1}{n} \sum_i (y_i - \hat y_i)", impl, calls)
 
 
 def test_sum_index_names_an_axis_and_two_indices() -> None:
@@ -466,6 +468,8 @@ def test_unreadable_latex_message() -> None:
     ("unchecked: {'z + 1': reason}", "unchecked: 'z + 1' is not a side or statement of the LaTeX"),
     ("calls: 'x.ndim == 5'", "no doctest call of f to evaluate the printed formula on (check: calls keeps none)"),
     ("returns: [a, b]", "check: returns names 2 values, but f(x=[1.0, 2.0]) returns 1"),
+    ("calls: 'x.shape[5] == 1'", "calls: IndexError"),
+    ("symbols: {x: 'np.split(x, 3)'}", "check: symbols 'x': ValueError"),
 ])
 def test_block_problems_are_located_and_explained(check: str, expected: str) -> None:
     found = problems(r"y = x + 1", "def f(x):\n    return np.asarray(x) + 1", ">>> f([1.0, 2.0])", check)

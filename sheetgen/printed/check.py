@@ -211,9 +211,16 @@ class _Plan:
                 self.problems.append((f"unchecked: {written!r} is not a side or statement of the LaTeX",
                                       "copy the part exactly as written in latex"))
             self.skip_sides.update(hits)
+        self.counts: dict[int, tuple[list[tex.Atom], list[tex.Reduce]]] = {}  # `\frac{1}{n} \sum_i`
         for s, st in enumerate(self.statements):
-            self.limits[s] = [node for side in st.sides for node in walk(side)
+            nodes = [node for side in st.sides for node in walk(side)]
+            self.limits[s] = [node for node in nodes
                               if isinstance(node, tex.Reduce) and isinstance(node.upper, tex.Atom)]
+            counts = [node for node in nodes if isinstance(node, tex.Atom) and node.base in ("n", "N")
+                      and node.kind == "letters" and not node.sub and node.sup is None]
+            open_sums = [node for node in nodes if isinstance(node, tex.Reduce) and node.op == "sum"
+                         and node.upper is None and node.within is None]
+            self.counts[s] = (counts, open_sums)
         # which definitions are used by other statements (intermediates), by (base, accent, primes)
         self.referenced: list[set[tuple[str, str, int, str]]] = []
         for _ in self.statements:
@@ -349,6 +356,19 @@ class _Plan:
             except Unbound:
                 size = scope.infer_size(node.var, node.body)
                 scope.locals[node.upper.key] = LArr(np.asarray(float(size)))
+        counts, open_sums = self.counts[s]
+        for atom in counts:  # `\frac{1}{n} \sum_i x_i`: n, if no argument, is the length the sums run over
+            try:
+                scope.eval(atom)
+            except Unbound:
+                sizes = set()
+                for node in open_sums:
+                    try:
+                        sizes.add(scope.infer_size(node.var, node.body))
+                    except EvalError:
+                        continue
+                if len(sizes) == 1:
+                    scope.locals[atom.key] = LArr(np.asarray(float(sizes.pop())))
 
     def bind_free(self, free: list[tex.Node], target: LArr | None, st: tex.Statement, scope: Scope) -> list[str]:
         from .evaluate import IndexVar  # local: the class is only needed here
