@@ -555,3 +555,13 @@ def test_inverse_of_a_matrix_sum() -> None:
     assert passes(r"w = (X^\top X + \lambda I)^{-1} X^\top y", impl, calls, check)
     assert not passes(r"w = (X^\top X + I)^{-1} X^\top y", impl, calls, check)
     assert "never occur" not in problems(r"w = (X^\top X + I)^{-1} X^\top y", impl, calls, check)[0]
+
+
+def test_a_returned_array_named_with_its_index() -> None:
+    impl = ("def step(X, labels, k):\n    X, labels = np.asarray(X, dtype=float), np.asarray(labels)\n"
+            "    return labels, np.stack([X[labels == j].mean(axis=0) for j in range(k)])")
+    calls = ">>> step([[0.0, 1.0], [2.0, 3.0], [10.0, 10.0]], [0, 0, 1], 2)"
+    check = "returns: [_labels, mu_k]\nsymbols: {'r_{nk}': 'labels[:, None] == np.arange(k)'}"
+    good = r"\mu_k = \frac{\sum_{n} r_{nk} x_n}{\sum_{n} r_{nk}}"
+    assert passes(good, impl, calls, check)
+    assert not passes(good.replace(r"{\sum_{n} r_{nk}}", "{2}"), impl, calls, check)

@@ -216,8 +216,10 @@ class _Plan:
             nodes = [node for side in st.sides for node in walk(side)]
             self.limits[s] = [node for node in nodes
                               if isinstance(node, tex.Reduce) and isinstance(node.upper, tex.Atom)]
+            variables = {node.var for node in nodes if isinstance(node, tex.Reduce)}
             counts = [node for node in nodes if isinstance(node, tex.Atom) and node.base in ("n", "N")
-                      and node.kind == "letters" and not node.sub and node.sup is None]
+                      and node.kind == "letters" and not node.sub and node.sup is None
+                      and node.base not in variables]
             open_sums = [node for node in nodes if isinstance(node, tex.Reduce) and node.op == "sum"
                          and node.upper is None and node.within is None]
             self.counts[s] = (counts, open_sums)
@@ -307,6 +309,8 @@ class _Plan:
                 target = single
             elif head_value is not None:
                 target = head_value
+                if core is not None and core[1] and head_value.data_ndim >= len(core[1]):
+                    free = core[1]  # `\mu_k` bound to a returned array: k runs over its first axis
             elif core is None and single is not None:
                 target = single
             sides = list(range(1, len(st.sides))) if len(st.sides) > 1 else [0]
@@ -365,7 +369,7 @@ class _Plan:
                 for node in open_sums:
                     try:
                         sizes.add(scope.infer_size(node.var, node.body))
-                    except EvalError:
+                    except (EvalError, Unbound):
                         continue
                 if len(sizes) == 1:
                     scope.locals[atom.key] = LArr(np.asarray(float(sizes.pop())))
