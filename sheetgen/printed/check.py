@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import Problem, SheetError
 from ..model import Formula, PrintedCheck, Sheet
 from . import tex
-from .evaluate import Scope, Unbound, atom_tex, walk
+from .evaluate import IndexVar, Scope, Unbound, atom_tex, index_items, walk
 from .safeexpr import ExpressionError, compile_expression
 from .safeexpr import evaluate as run_expression
 from .values import EvalError, LArr, align, as_larr
@@ -59,12 +59,6 @@ class _Call:
     arguments: dict[str, Any]
     result: Any
     text: str
-
-
-@dataclass
-class _Outcome:
-    compared: int = 0
-    problem: Problem | None = None
 
 
 class _Failure(Exception):
@@ -195,8 +189,6 @@ class _Plan:
                 node = None
             if isinstance(node, tex.Atom) and not node.transposed:
                 self.simple[node.key] = (tree, written)
-                if node.sup is not None:  # `\sigma_B` written as `\sigma_B^2`? no: the key is exactly as written
-                    pass
             else:
                 self.compound[tex.normalize(tex.tokenize(written))] = written
                 self.compound_trees[written] = tree
@@ -331,7 +323,7 @@ class _Plan:
                     if indexed_target is not None:
                         outcome = _compare(printed, indexed_target)
                         if outcome is not None and outcome != "undefined":
-                            raise _Failure(_mismatch(st.texts[k], outcome, call, _target_name(st, head_value)))
+                            raise _Failure(_mismatch(st.texts[k], outcome, call))
                         compared += outcome is None
                     elif first[0] is not printed:  # two printed sides of an intermediate: they must agree,
                         outcome = _compare(printed, first[0])  # but that does not check the code
@@ -375,8 +367,6 @@ class _Plan:
                     scope.locals[atom.key] = LArr(np.asarray(float(sizes.pop())))
 
     def bind_free(self, free: list[tex.Node], target: LArr | None, st: tex.Statement, scope: Scope) -> list[str]:
-        from .evaluate import IndexVar  # local: the class is only needed here
-
         variables: list[str] = []
         for k, item in enumerate(free):
             for node in walk(item):
@@ -410,7 +400,7 @@ class _Plan:
                            "name the returned values in check: returns")
         outcome = _compare(new, target)
         if outcome is not None and outcome != "undefined":
-            raise _Failure(_mismatch(st.texts[1], outcome, call, atom_tex(head)))
+            raise _Failure(_mismatch(st.texts[1], outcome, call))
         scope.locals[head.key] = new
         if outcome is None:
             self.compared_returns |= hits
@@ -484,18 +474,16 @@ def _result_value(result: Any, call: _Call) -> LArr:
 
 def _head_core(head: tex.Node) -> tuple[tex.Atom, list[tex.Node]] | None:
     """The symbol a left side defines, and its free indices: `y_{o,h,w}` → (y, [o, h, w])."""
-    from .evaluate import _index_items
-
     if isinstance(head, tex.Atom):
         if head.sub and head.sub_text not in ("t", "t-1", "t+1") and _indexlike(head.sub):
-            return head.without_sub(), _index_items(head.sub)
+            return head.without_sub(), index_items(head.sub)
         return head, []
     if isinstance(head, tex.App) and isinstance(head.func, tex.Atom):
         return head.func, []
     if isinstance(head, tex.Index):
         inner = _head_core(head.base)
         if inner is not None:
-            return inner[0], _index_items(head.items)
+            return inner[0], index_items(head.items)
     return None
 
 
@@ -508,8 +496,6 @@ def _indexlike(items: tuple[tex.Node, ...]) -> bool:
 
 
 def _range_for(var: str, item: tex.Node, length: int, scope: Scope) -> int:
-    from .evaluate import IndexVar
-
     if isinstance(item, tex.Atom) and item.base == var:
         return length
     candidates = np.arange(length)
@@ -517,10 +503,6 @@ def _range_for(var: str, item: tex.Node, length: int, scope: Scope) -> int:
     values = as_larr(scope.eval(item)).arr
     valid = (values >= 0) & (values < length)
     return int(np.argmin(valid)) if not valid.all() else length
-
-
-def _target_name(st: tex.Statement, head_value: LArr | None) -> str:
-    return st.texts[0]
 
 
 def _compare(printed: LArr, expected: LArr) -> str | None:
@@ -557,7 +539,7 @@ def _compare(printed: LArr, expected: LArr) -> str | None:
     return f"gives {_fmt(p[at])}|{_fmt(q[at])} at {where}"
 
 
-def _mismatch(side: str, outcome: str, call: _Call, target: str) -> str:
+def _mismatch(side: str, outcome: str, call: _Call) -> str:
     if outcome.startswith("gives ") and "|" in outcome:
         body = outcome[len("gives "):]
         mine, rest = body.split("|", 1)

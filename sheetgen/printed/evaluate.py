@@ -207,7 +207,7 @@ class Scope:
         if found is not None:
             return found
         if atom.sub:
-            items = _index_items(atom.sub)
+            items = index_items(atom.sub)
             variables = {a.base for item in items for a in walk(item) if isinstance(a, tex.Atom)}
             if variables and all(v in self.indices for v in variables):
                 base = self.named(atom.without_sub(), with_sup, where)
@@ -353,7 +353,7 @@ class Scope:
             return _concat([self.num(item) for item in node.items])
         if isinstance(node, tex.Index):
             base = self.eval(node.base)
-            return self.index(base, _index_items(node.items))
+            return self.index(base, index_items(node.items))
         if isinstance(node, tex.Power):
             base = self.eval(node.base)
             return self.power(node.base, base, node.exponent)
@@ -423,7 +423,7 @@ class Scope:
                 raise Unbound(atom_tex(atom)) from None  # name `FN`, not its first letter
         if atom.kind == "name" and atom.base.isdigit():
             return LArr(np.asarray(float(atom.base)))
-        if atom.sub and all(v in self.indices for item in _index_items(atom.sub) for v in _variables(item)):
+        if atom.sub and all(v in self.indices for item in index_items(atom.sub) for v in _variables(item)):
             raise Unbound(atom_tex(atom.without_sub()))  # `s_i` with i an index: it is s that is unbound
         raise Unbound(atom_tex(atom))
 
@@ -574,9 +574,9 @@ class Scope:
             items: list[tex.Node] = []
             base: tex.Node | None = None
             if isinstance(node, tex.Atom) and node.sub:
-                items, base = _index_items(node.sub), node.without_sub()
+                items, base = index_items(node.sub), node.without_sub()
             elif isinstance(node, tex.Index):
-                items, base = _index_items(node.items), node.base
+                items, base = index_items(node.items), node.base
             elif isinstance(node, tex.Bound) and var in node.letters:
                 value = as_larr(self.block_value(node.key, self.compound[node.key]))
                 active = [lt for lt in node.letters if lt in self.indices or lt == var]
@@ -622,7 +622,7 @@ def _letters(atom: tex.Atom) -> list[str]:
     return [atom.base] if len(atom.base) == 1 else list(atom.base)
 
 
-def _index_items(items: tuple[tex.Node, ...]) -> list[tex.Node]:
+def index_items(items: tuple[tex.Node, ...]) -> list[tex.Node]:
     """`y_{nk}` → [n, k]: a run of letters in a subscript is one index per letter."""
     if len(items) == 1 and isinstance(items[0], tex.Atom) and items[0].kind == "letters" and len(items[0].base) > 1 \
             and not items[0].sub and not items[0].sup:
