@@ -1,34 +1,21 @@
-"""Build every output together: all of it is made and checked first, then moved into place.
-
-`build_all` is what `make` (via `sheetgen build`) runs. The order is chosen so that the cheap checks
-fail first: load → doctests → KaTeX → one-page fit → notebooks → `mkdocs build --strict` into a
-staging folder. Only when all of that passed are the module, the PDF, the notebooks, the preview and
-the site moved into place (`os.replace` per file, a rename swap for the site folder). A failure or a
-kill at any stage leaves every previous output as it was.
-
-`build_pdf` is shared by `sheetgen pdf`, `build_all` and the MkDocs plugin: PDFs are cached by a key
-of everything their bytes depend on, so an unchanged sheet is never rendered twice.
+"""The PDF step of the pipeline: `build_pdf` renders through a cache keyed by everything the bytes
+depend on, so an unchanged sheet is never rendered twice (`sheetgen pdf`, `sheetgen build` and the
+MkDocs plugin share it). The whole build lives in `sheetgen.pipeline`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .doctests import import_module, run_doctests
 from .katex import KatexRenderer
-from .loader import load_sheet_text, read_source
+from .loader import load_sheet_text
 from .model import Edition, Sheet
 from .outputs import write_atomic
-from .render.code import render_module
 
-__all__ = ["BuildReport", "PdfBuild", "build_all", "build_pdf", "pdf_preview"]
+__all__ = ["PdfBuild", "build_pdf", "pdf_preview"]
 
 PDF_CACHE_SIZE = 12  # PDFs kept: both editions, a few papers/tag sets, with and without SOURCE_DATE_EPOCH
 Say = Callable[[str], None]
@@ -101,97 +88,3 @@ def pdf_preview(build: PdfBuild, cache_dir: Path, dpi: int = 60) -> bytes | None
 
 def _pdf_cache_file(cache_dir: Path, key: str) -> Path:
     return cache_dir / "pdf" / f"{key[:32]}.pdf"
-
-
-@dataclass(frozen=True)
-class BuildReport:
-    entries: int
-    formulas: int
-    doctests: int
-    pdf_cached: bool
-    notebooks: int
-    notebooks_executed: int
-    site_seconds: float | None
-    written: tuple[str, ...]
-    """Outputs whose bytes changed."""
-    seconds: float
-
-
-def build_all(yaml_path: Path, *, build_dir: Path = Path("build"), site_dir: Path | None = Path("site"),
-              config_file: Path = Path("mkdocs.yml"), preview_path: Path | None = None,
-              paper: str | None = None, tags: Sequence[str] = (), say: Say = _quiet) -> BuildReport:
-    """Make and check every output, then move them all into place. `site_dir=None` skips the site.
-
-    Raises `SheetError` (nothing was moved) on any problem.
-    """
-    from .render import site as site_pages
-    from .render.notebooks import dumps, execute_notebooks, render_notebooks
-
-    started = time.perf_counter()
-    cache_dir = build_dir / ".cache"
-    text = read_source(yaml_path)
-    sheet = load_sheet_text(text, str(yaml_path))
-
-    module = render_module(sheet)
-    report = run_doctests(sheet, import_module(module))
-    say(f"check: {report.formulas} formulas, {report.examples} doctests passed")
-
-    renderer = KatexRenderer(cache_dir / "katex.json")
-    renderer.render(site_pages.math_requests(sheet))  # every formula typesets, before anything slow
-    pdf = build_pdf(text, str(yaml_path), renderer=renderer, cache_dir=cache_dir, paper=paper, tags=tags,
-                    sheet=sheet, say=say)
-    say(f"pdf: {'unchanged, from the cache' if pdf.cached else f'fitted at {pdf.font_size_pt:g} pt'}")
-    preview = pdf_preview(pdf, cache_dir) if preview_path else None
-
-    results = execute_notebooks(render_notebooks(sheet), cache_dir / "notebooks", sheet=sheet)
-    notebooks = {Path(path).name: dumps(result.notebook) for path, result in results.items()}
-    executed = sum(not result.cached for result in results.values())
-    say(f"notebooks: {len(notebooks)} ({executed} executed)")
-
-    staged_site: Path | None = None
-    site_seconds: float | None = None
-    if site_dir is not None:
-        from .sitebuild import derived_config, stage_site
-
-        with tempfile.TemporaryDirectory(prefix="sheetgen-build-") as folder:
-            config = derived_config(config_file, Path(folder) / "mkdocs.yml",
-                                    sheetgen={"yaml": str(yaml_path.resolve()), "build_dir": str(build_dir.resolve())})
-            staged_site, built = stage_site(config, site_dir)
-        site_seconds = built.seconds
-        say(f"site: built in {built.seconds:.2f} s (staged)")
-
-    # Everything passed: move the outputs into place.
-    written: list[str] = []
-    outputs: dict[Path, str | bytes] = {build_dir / "formulas.py": module, build_dir / "cheatsheet.pdf": pdf.pdf}
-    outputs.update({build_dir / "notebooks" / name: text for name, text in notebooks.items()})
-    if preview_path is not None and preview is not None:
-        outputs[preview_path] = preview
-    for path, content in outputs.items():
-        if write_atomic(path, content):
-            written.append(str(path))
-    for stale in sorted((build_dir / "notebooks").glob("*.ipynb")):
-        if stale.name not in notebooks:  # a section that no longer exists (or lost its formulas)
-            stale.unlink()
-            written.append(f"{stale} (removed)")
-    if staged_site is not None and site_dir is not None:
-        from .sitebuild import swap_into_place
-
-        if _tree_digest(staged_site) == _tree_digest(site_dir):
-            shutil.rmtree(staged_site, ignore_errors=True)
-        else:
-            swap_into_place(staged_site, site_dir)
-            written.append(f"{site_dir}/")
-    return BuildReport(entries=sum(1 for _ in sheet.entries()), formulas=report.formulas,
-                       doctests=report.examples, pdf_cached=pdf.cached, notebooks=len(notebooks),
-                       notebooks_executed=executed, site_seconds=site_seconds, written=tuple(written),
-                       seconds=time.perf_counter() - started)
-
-
-def _tree_digest(folder: Path) -> str:
-    """Hash of every file's path and bytes: an unchanged site is not swapped (its mtimes stay)."""
-    if not folder.is_dir():
-        return ""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()

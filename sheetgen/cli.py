@@ -7,10 +7,17 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SheetError, os_problem
 from .loader import load_sheet
 from .outputs import write_atomic
+from .publish import BuildLock
+
+if TYPE_CHECKING:
+    from .katex import KatexRenderer
+    from .model import Sheet
+    from .verify import Verified
 
 DEFAULT_YAML = Path("formulas.yaml")
 
@@ -39,21 +46,32 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.file}: ok — {entries} entries in {len(sheet.sections)} sections, "
           f"{report.formulas} formulas, {report.examples} doctests passed, "
           f"{len(requests)} math expressions typeset ({time.perf_counter() - started:.2f} s)")
+    for line in report.printed.lines():  # `printed formulas checked: N/M`, then each skip with its reason
+        print(line)
     return 0
 
 
-def cmd_code(args: argparse.Namespace) -> int:
-    """Write the NumPy module (after its doctests pass)."""
-    from .doctests import import_module, run_doctests
-    from .render.code import render_module
-    for line in report.printed.lines():  # `printed formulas checked: N/M`, then each skip with its reason
-        print(line)
+def _verified(path: Path, cache_dir: Path) -> tuple[Sheet, str, KatexRenderer, Verified]:
+    """Load and run the whole check (cached by content): every command that writes an output calls this."""
+    from .katex import KatexRenderer
+    from .loader import load_sheet_text, read_source
+    from .verify import verify
 
-    sheet = load_sheet(args.file)
-    source = render_module(sheet)
-    report = run_doctests(sheet, import_module(source))
-    changed = write_atomic(args.output, source)
-    _say(f"{args.output}: {report.formulas} functions, {report.examples} doctests passed"
+    text = read_source(path)
+    sheet = load_sheet_text(text, str(path))
+    renderer = KatexRenderer(cache_path=cache_dir / "katex.json")
+    return sheet, text, renderer, verify(sheet, text, renderer=renderer, cache_dir=cache_dir, say=_say)
+
+
+def cmd_code(args: argparse.Namespace) -> int:
+    """Write the NumPy module, after the whole check passed (doctests, printed formulas, math)."""
+    from .render.code import render_module
+
+    with BuildLock(args.cache_dir.parent, wait=args.wait):
+        sheet, _, _, verified = _verified(args.file, args.cache_dir)
+        source = render_module(sheet)
+        changed = write_atomic(args.output, source)
+    _say(f"{args.output}: {verified.formulas} functions, {verified.doctests} doctests passed"
          + ("" if changed else " (unchanged)"))
     return 0
 
@@ -67,25 +85,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _site_config(args: argparse.Namespace, folder: str) -> Path:
-    """mkdocs.yml, or with `-f` a copy of it (in `folder`) whose sheetgen plugin reads that file."""
-    from .sitebuild import derived_config
-
-    if args.file is None:
-        return Path(args.config)
-    return derived_config(Path(args.config), Path(folder) / "mkdocs.yml",
-                          sheetgen={"yaml": str(Path(args.file).resolve())})
-
-
 def cmd_site(args: argparse.Namespace) -> int:
-    """Build the site with `mkdocs build --strict` (swapped into place only if the build succeeds)."""
-    import tempfile
-
+    """Build the site with `mkdocs build --strict`, after the whole check; published only on success."""
     from .sitebuild import build_site
 
     site_dir = args.site_dir or Path(args.config).resolve().parent / "site"
-    with tempfile.TemporaryDirectory(prefix="sheetgen-site-") as folder:
-        built = build_site(_site_config(args, folder), site_dir, strict=True, verbose=args.verbose)
+    built = build_site(Path(args.config), site_dir, strict=True, verbose=args.verbose, yaml_path=args.file,
+                       wait=args.wait)
     generated = built.generated
     detail = (f": {len(generated.pages)} pages, {len(generated.notebook_pages)} notebooks "
               f"({generated.notebooks_executed} executed)" if generated else "")
@@ -94,60 +100,86 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Preview the site; saving formulas.yaml rebuilds the pages, notebooks and PDF."""
+    """Preview the site; saving formulas.yaml rebuilds it, and a problem is shown in the browser."""
     import logging
     import os
+
+    from .mkdocs_plugin import ENV_YAML
 
     os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
     from mkdocs.commands.serve import serve
 
+    if args.file is not None:
+        os.environ[ENV_YAML] = str(Path(args.file).resolve())
+    _check_port(args.dev_addr)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)-7s -  %(message)s"))
     logging.getLogger("mkdocs").addHandler(handler)
     logging.getLogger("mkdocs").setLevel(logging.INFO)
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="sheetgen-serve-") as folder:
-        serve(config_file=str(_site_config(args, folder)), dev_addr=args.dev_addr, livereload=True)
+    serve(config_file=str(args.config), dev_addr=args.dev_addr, livereload=True)
     return 0
 
 
+def _check_port(dev_addr: str) -> None:
+    """A clear message instead of MkDocs' traceback when the port is taken."""
+    import errno
+    import socket
+
+    host, _, port = dev_addr.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise SheetError.single("--dev-addr", 0, f"{dev_addr!r} is not HOST:PORT (a port is 1 to 65535)",
+                                "e.g. 127.0.0.1:8000")
+    with socket.socket() as probe:
+        # As MkDocs' server binds (SO_REUSEADDR): connections of a server stopped a moment ago, still
+        # in TIME_WAIT, do not make the port look taken.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host or "127.0.0.1", int(port)))
+        except OSError as err:
+            taken = err.errno == errno.EADDRINUSE
+            raise SheetError.single(
+                "--dev-addr", 0, f"cannot serve on {dev_addr}: {err.strerror or err}",
+                "another program uses that port: stop it, or pick another one (PORT=8001 make serve, "
+                "or sheetgen serve -a 127.0.0.1:8001)" if taken
+                else "check the address: -a HOST:PORT, e.g. 127.0.0.1:8000") from None
+
+
 def cmd_notebooks(args: argparse.Namespace) -> int:
-    """Write one executed notebook per section (outputs cached by content hash)."""
+    """Write one executed notebook per section, after the whole check (outputs cached by content hash)."""
     from .render.notebooks import dumps, execute_notebooks, render_notebooks
 
-    sheet = load_sheet(args.file)
-    notebooks = render_notebooks(sheet)
-    executed = 0
-    if args.execute:
-        results = execute_notebooks(notebooks, args.cache, sheet=sheet)
-        executed = sum(not r.cached for r in results.values())
-        notebooks = {path: r.notebook for path, r in results.items()}
-    for path, notebook in notebooks.items():
-        write_atomic(args.output / Path(path).name, dumps(notebook))
+    with BuildLock(args.cache_dir.parent, wait=args.wait):
+        sheet, _, _, _ = _verified(args.file, args.cache_dir)
+        notebooks = render_notebooks(sheet)
+        executed = 0
+        if args.execute:
+            results = execute_notebooks(notebooks, args.cache_dir / "notebooks", sheet=sheet)
+            executed = sum(not r.cached for r in results.values())
+            notebooks = {path: r.notebook for path, r in results.items()}
+        for path, notebook in notebooks.items():
+            write_atomic(args.output / Path(path).name, dumps(notebook))
     _say(f"{args.output}/: {len(notebooks)} notebooks, {executed} executed"
          + (f", {len(notebooks) - executed} from the cache" if args.execute else ", not executed"))
     return 0
 
 
 def cmd_pdf(args: argparse.Namespace) -> int:
-    """Build the one-page PDF (KaTeX math, fitted to one page); unchanged input is not re-rendered."""
+    """Build a PDF (KaTeX math, fitted: the core edition to one page, the full one to two), after the
+    whole check passed."""
     from .build import build_pdf, pdf_preview
-    from .katex import KatexRenderer
-    from .loader import read_source
 
     started = time.perf_counter()
-    text = read_source(args.file)
-    renderer = KatexRenderer(cache_path=args.cache_dir / "katex.json")
-    built = build_pdf(text, str(args.file), renderer=renderer, cache_dir=args.cache_dir, paper=args.paper,
-                      tags=args.tags, edition=args.edition, say=_say)
-    changed = write_atomic(args.output, built.pdf)
-    if args.preview:
-        png = pdf_preview(built, args.cache_dir)
-        if png is None:
-            _say(f"{args.preview}: skipped, pdftoppm is not installed (apt-get install poppler-utils)")
-        elif write_atomic(args.preview, png):
-            _say(f"wrote {args.preview} ({len(png) / 1024:.0f} KB)")
+    with BuildLock(args.cache_dir.parent, wait=args.wait):
+        sheet, text, renderer, _ = _verified(args.file, args.cache_dir)
+        built = build_pdf(text, str(args.file), renderer=renderer, cache_dir=args.cache_dir, paper=args.paper,
+                          tags=args.tags, sheet=sheet, edition=args.edition, say=_say)
+        changed = write_atomic(args.output, built.pdf)
+        if args.preview:
+            png = pdf_preview(built, args.cache_dir)
+            if png is None:
+                _say(f"{args.preview}: skipped, pdftoppm is not installed (apt-get install poppler-utils)")
+            elif write_atomic(args.preview, png):
+                _say(f"wrote {args.preview} ({len(png) / 1024:.0f} KB)")
     seconds = time.perf_counter() - started
     if changed:
         pages = "" if built.pages is None else f"{built.pages} page{'s' * (built.pages != 1)}, "
@@ -158,15 +190,16 @@ def cmd_pdf(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    """Build module, PDF, notebooks and site; outputs are replaced only when every check passed."""
-    from .build import build_all
+    """Check everything, build module, PDF, notebooks and site, then publish them as one set."""
+    from .pipeline import build_all
 
     report = build_all(args.file, build_dir=args.build_dir, site_dir=None if args.no_site else args.site_dir,
                        config_file=args.config, preview_path=args.preview, paper=args.paper, tags=args.tags,
-                       say=_say)
+                       wait=args.wait, say=_say)
     changed = ", ".join(report.written) if report.written else "nothing changed"
     _say(f"built in {report.seconds:.2f} s: {report.entries} entries, {report.formulas} formulas, "
-         f"{report.doctests} doctests; {changed}")
+         f"{report.doctests} doctests, printed formulas checked: {report.verified.printed_checked}/"
+         f"{report.verified.printed_total}; {changed}")
     return 0
 
 
@@ -198,7 +231,19 @@ def _check_args(parser: argparse.ArgumentParser) -> None:
 
 
 _register("check", cmd_check, _check_args)
-_register("code", cmd_code, _output_arg("build/formulas.py"))
+def _wait_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action="store_true",
+                        help="if another sheetgen build holds the build folder, wait for it instead of stopping")
+
+
+def _code_args(parser: argparse.ArgumentParser) -> None:
+    _output_arg("build/formulas.py")(parser)
+    parser.add_argument("--cache-dir", type=Path, default=Path("build/.cache"),
+                        help="where the passed check is remembered (default: build/.cache)")
+    _wait_arg(parser)
+
+
+_register("code", cmd_code, _code_args)
 
 
 def _schema_args(parser: argparse.ArgumentParser) -> None:
@@ -213,6 +258,7 @@ def _site_args(parser: argparse.ArgumentParser) -> None:
     _serve_args(parser, dev_addr=False)
     parser.add_argument("-d", "--site-dir", type=Path, default=None, help="where to build (default: site)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show MkDocs' progress lines")
+    _wait_arg(parser)
 
 
 def _serve_args(parser: argparse.ArgumentParser, dev_addr: bool = True) -> None:
@@ -229,8 +275,9 @@ def _notebooks_args(parser: argparse.ArgumentParser) -> None:
     _output_arg("build/notebooks")(parser)
     parser.add_argument("--no-execute", dest="execute", action="store_false",
                         help="write the notebooks without running them")
-    parser.add_argument("--cache", type=Path, default=Path("build/.cache/notebooks"),
-                        help="executed notebooks by content hash (default: build/.cache/notebooks)")
+    parser.add_argument("--cache-dir", type=Path, default=Path("build/.cache"),
+                        help="executed notebooks by content hash, the passed check (default: build/.cache)")
+    _wait_arg(parser)
 
 
 _register("site", cmd_site, _site_args)
@@ -249,6 +296,7 @@ def _pdf_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview", type=Path, metavar="PNG", help="also write a small PNG of the page")
     parser.add_argument("--cache-dir", type=Path, default=Path("build/.cache"),
                         help="KaTeX, formula-image and fit caches (default: build/.cache)")
+    _wait_arg(parser)
 
 
 _register("pdf", cmd_pdf, _pdf_args)
@@ -266,6 +314,7 @@ def _build_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tags", nargs="+", default=[], metavar="TAG",
                         help="print only entries having any of these tags")
     parser.add_argument("--preview", type=Path, metavar="PNG", help="also write a small PNG of the PDF page")
+    _wait_arg(parser)
 
 
 _register("build", cmd_build, _build_args)

@@ -1,8 +1,11 @@
 """The `sheetgen` MkDocs plugin: formulas.yaml → section pages, errata, notebooks and downloads.
 
-Thin glue: `sheetgen.sitebuild.generate` does the work and knows nothing of MkDocs. Here the
-sheet is (re)loaded on every build, the results are added as generated files, and `mkdocs serve`
-is told to watch the YAML and the templates, so saving formulas.yaml regenerates the site.
+Thin glue over `sheetgen.pipeline`. Under `sheetgen build` the outputs were already made and checked,
+and are handed to the plugin (`prebuilt`); under plain `mkdocs build`/`serve`/`gh-deploy` (and
+`properdocs`) the plugin runs the same pipeline itself, which verifies the sheet first (schema, math,
+doctests, printed formulas) and refuses to build on any problem. Under `serve`, a failing check does
+not stop the server: the last good pages stay and every page shows the located error in a banner
+until the YAML is fixed. `mkdocs serve` is told to watch the YAML and the templates.
 
     plugins:
       - search
@@ -10,10 +13,16 @@ is told to watch the YAML and the templates, so saving formulas.yaml regenerates
           yaml: formulas.yaml
       - mkdocs-jupyter:   # after sheetgen: it renders the notebooks sheetgen adds
           execute: false
+
+`SHEETGEN_YAML` and `SHEETGEN_BUILD_DIR`, when set, override the `yaml` and `build_dir` options
+(`sheetgen serve -f other.yaml` uses them; mkdocs.yml itself is never rewritten).
 """
 
 from __future__ import annotations
 
+import html
+import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,12 +40,16 @@ from .errors import SheetError
 from .katex import KatexRenderer
 from .loader import load_sheet_text, read_source
 from .model import Sheet
-from .render.site import typeset_notebook_html
-from .sitebuild import KATEX_CSS_PATH, NOTEBOOK_SOURCE_DIR, Generated, generate
+from .pipeline import KATEX_CSS_PATH, NOTEBOOK_SOURCE_DIR, Generated, Outputs, SiteOptions, build_outputs
+from .preview import TRIGGER, LivePreview
+from .publish import BuildLock, recover
+from .render.site import NOTEBOOK_SEARCH_BOOST, NOTEBOOK_TITLE_SUFFIX, mark_ui_for_search, notebook_page, plain_forms
 
 __all__ = ["SheetgenConfig", "SheetgenPlugin"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+ENV_YAML = "SHEETGEN_YAML"
+ENV_BUILD_DIR = "SHEETGEN_BUILD_DIR"
 log = get_plugin_logger(__name__)
 
 
@@ -44,9 +57,9 @@ class SheetgenConfig(base.Config):  # type: ignore[no-untyped-call]  # MkDocs is
     enabled = c.Type(bool, default=True)
     """Generate the sheet's pages; `false` leaves the site as the hand-written docs alone."""
     yaml = c.Type(str, default="formulas.yaml")
-    """The sheet source, relative to mkdocs.yml."""
+    """The sheet source, relative to mkdocs.yml (the environment variable SHEETGEN_YAML overrides it)."""
     build_dir = c.Type(str, default="build")
-    """Where caches and executed notebooks go, relative to mkdocs.yml."""
+    """Where caches and executed notebooks go, relative to mkdocs.yml (SHEETGEN_BUILD_DIR overrides it)."""
     pdf = c.Type(bool, default=True)
     """Render the one-page PDF (and its preview image) and offer it for download."""
     notebooks = c.Type(bool, default=True)
@@ -68,31 +81,35 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         self._yaml_text: str | None = None
         self._renderer: KatexRenderer | None = None
         self._user_nav: Any = None
+        self._serving = False
+        self.prebuilt: Outputs | None = None
+        """Outputs made (and checked) by `sheetgen build`; the plugin then computes nothing."""
         self.generated: Generated | None = None
-        """What the last build generated (tests and the benchmark read it)."""
+        """What the last good build generated (tests and the benchmark read it)."""
+        self.preview: LivePreview | None = None
+        """Under serve: the background maker of PDFs and notebooks."""
+        self.error: str | None = None
+        """Under `serve`: the located problem of the last build, shown on every page until fixed."""
 
     # Defining on_startup keeps one plugin instance across `mkdocs serve` rebuilds, and with it
-    # the KaTeX renderer's in-memory cache.
+    # the KaTeX renderer's in-memory cache and the last good outputs.
     def on_startup(self, *, command: Literal["build", "gh-deploy", "serve"], dirty: bool) -> None:
-        pass
+        self._serving = command == "serve"
 
     @property
     def yaml_path(self) -> Path:
-        return self.root / self.config.yaml
+        return self.root / os.environ.get(ENV_YAML, self.config.yaml)
 
     @property
     def build_dir(self) -> Path:
-        return self.root / self.config.build_dir
+        return self.root / os.environ.get(ENV_BUILD_DIR, self.config.build_dir)
 
     def _load(self) -> Sheet:
         """The sheet, parsed again only when the file's text changed."""
-        try:
-            text = read_source(self.yaml_path)
-            if self.sheet is None or text != self._yaml_text:
-                self.sheet = load_sheet_text(text, _display_path(self.yaml_path))
-                self._yaml_text = text
-        except SheetError as err:
-            raise PluginError(str(err)) from None
+        text = read_source(self.yaml_path)
+        if self.sheet is None or text != self._yaml_text:
+            self.sheet = load_sheet_text(text, _display_path(self.yaml_path))
+            self._yaml_text = text
         return self.sheet
 
     def on_config(self, config: MkDocsConfig) -> MkDocsConfig | None:
@@ -100,8 +117,8 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
             return config
         if config.config_file_path:
             self.root = Path(config.config_file_path).resolve().parent
-        sheet = self._load()
-        if self.config.title:
+        sheet = self.prebuilt.sheet if self.prebuilt is not None else self._load_or_report()
+        if sheet is not None and self.config.title:
             config.site_name = sheet.sheet.title
             config.site_description = config.site_description or sheet.sheet.subtitle or None
         if KATEX_CSS_PATH not in config.extra_css:
@@ -113,18 +130,27 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
             jupyter.config["cache_dir"] = str(self.build_dir / ".cache" / "mkdocs-jupyter")
         return config
 
+    def _load_or_report(self) -> Sheet | None:
+        try:
+            return self._load()
+        except SheetError as err:
+            if not self._serving:
+                raise PluginError(str(err)) from None
+            self._report(err)
+            return self.sheet
+
+    def _report(self, err: SheetError) -> None:
+        """Under serve: keep serving the last good pages, with the problem on every page. Printed, not
+        logged: a logged error would make MkDocs abort the rebuild in strict mode and serve nothing."""
+        self.error = str(err)
+        _complain(self.error)
+
     def on_files(self, files: Files, /, *, config: MkDocsConfig) -> Files | None:
         if not self.config.enabled:
             return files
-        sheet = self._load()
-        if self._renderer is None:
-            self._renderer = KatexRenderer(self.build_dir / ".cache" / "katex.json")
-        try:
-            out = generate(sheet, self._yaml_text or "", build_dir=self.build_dir, renderer=self._renderer,
-                           pdf=self.config.pdf, notebooks=self.config.notebooks, execute=self.config.execute,
-                           timeout=self.config.timeout)
-        except SheetError as err:
-            raise PluginError(str(err)) from None
+        out = self._outputs()
+        if out is None:  # serving, the check failed and there is no earlier good build
+            return files
         self.generated = out
         contents: dict[str, str | bytes] = {**out.pages, **out.files}
         for path, content in contents.items():
@@ -147,6 +173,35 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
                  f"({out.notebooks_executed} executed) from {self.config.yaml}: {timings}")
         return files
 
+    def _outputs(self) -> Generated | None:
+        """This build's site content: handed over by `sheetgen build`, or made (and checked) here."""
+        if self.prebuilt is not None:
+            self.error = None
+            return self.prebuilt.site
+        options = SiteOptions(pdf=self.config.pdf, notebooks=self.config.notebooks,
+                              execute=self.config.execute, timeout=self.config.timeout)
+        try:
+            sheet = self._load()
+            if self._renderer is None:
+                self._renderer = KatexRenderer(self.build_dir / ".cache" / "katex.json")
+            if self._serving:  # pages now, PDFs and notebooks in the background
+                if self.preview is None:
+                    self.preview = LivePreview(self.build_dir, options, say=_complain)
+                site = self.preview.outputs(sheet, self._yaml_text or "", self._renderer)
+                self.error = self.preview.background_error
+                return site
+            with BuildLock(self.build_dir, wait=True):
+                recover(self.build_dir)
+                outputs = build_outputs(sheet, self._yaml_text or "", build_dir=self.build_dir,
+                                        renderer=self._renderer, options=options)
+        except SheetError as err:
+            if not self._serving:
+                raise PluginError(str(err)) from None
+            self._report(err)
+            return self.generated
+        self.error = None
+        return outputs.site
+
     @staticmethod
     def _add(files: Files, file: File) -> None:
         file.generated_by = "sheetgen"  # File.generated says '<unknown>' when a hook is called directly
@@ -160,19 +215,55 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         files.append(file)
 
     def on_page_content(self, html: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str | None:
-        """Notebook pages: KaTeX instead of MathJax-TeX, no CDN scripts, and a download link."""
+        """Every page: UI labels out of the search index. Notebook pages: KaTeX instead of MathJax-TeX,
+        no CDN scripts, a download link, their inline CSS served once, ranked below the cards in search."""
         if not self.config.enabled or self.generated is None:
             return html
         download = self.generated.notebook_pages.get(page.file.src_uri)
         if download is None:
-            return html
-        return typeset_notebook_html(html, self.generated.math, get_relative_url(download, page.file.url))
+            return mark_ui_for_search(html)
+        sheet = self.prebuilt.sheet if self.prebuilt is not None else self.sheet
+        notebook = notebook_page(html, self.generated.math, lambda path: get_relative_url(path, page.file.url),
+                                 download=download, plain=plain_forms(sheet) if sheet else None)
+        for path, text in notebook.assets.items():
+            asset = Path(config.site_dir) / path
+            if not asset.is_file():  # one file for all notebook pages (named by its content's hash)
+                asset.parent.mkdir(parents=True, exist_ok=True)
+                asset.write_text(text, encoding="utf-8")
+        page.meta["search"] = {**(page.meta.get("search") or {}), "boost": NOTEBOOK_SEARCH_BOOST}
+        # Search results and the browser tab name a page by its meta title: "Optimization" twice (cards
+        # and notebook) became "Optimization" and "Optimization — notebook". The nav keeps page.title,
+        # under "Notebooks".
+        page.meta["title"] = f"{page.title}{NOTEBOOK_TITLE_SUFFIX}"
+        return notebook.html
+
+    def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str | None:
+        """Under serve, a failed check is shown on every page (the pages are the last good ones)."""
+        if not self.error:
+            return output
+        banner = (f'<div class="sheetgen-error" role="alert" style="position:sticky;top:0;z-index:1000;'
+                  f'background:#b00020;color:#fff;padding:.8em 1.2em;font:14px/1.4 monospace;white-space:pre-wrap">'
+                  f'<strong>sheetgen: the sheet has a problem; this page shows the last good build.</strong>\n'
+                  f'{html.escape(self.error)}</div>')
+        head, body, rest = output.partition("<body")
+        if not body:
+            return banner + output
+        open_end = rest.index(">") + 1
+        return head + body + rest[:open_end] + banner + rest[open_end:]
 
     def on_serve(self, server: LiveReloadServer, /, *, config: MkDocsConfig, builder: Any) -> LiveReloadServer:
         if self.config.enabled:
             server.watch(str(self.yaml_path))
             server.watch(str(TEMPLATES_DIR))
+            trigger = self.build_dir / TRIGGER  # the background PDFs and notebooks are ready
+            trigger.parent.mkdir(parents=True, exist_ok=True)
+            trigger.touch()
+            server.watch(str(trigger))
         return server
+
+
+def _complain(message: str) -> None:
+    print(f"sheetgen: {message}", file=sys.stderr, flush=True)
 
 
 def _display_path(path: Path) -> str:

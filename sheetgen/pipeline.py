@@ -26,7 +26,7 @@ from typing import Any
 from .build import PdfBuild, build_pdf, pdf_preview
 from .katex import KatexRenderer, katex_dist_dir
 from .loader import load_sheet_text, read_source
-from .model import Sheet
+from .model import EDITIONS, Sheet
 from .outputs import write_atomic
 from .publish import BuildLock, Publication, owned_temp_dir, recover
 from .render import site as site_pages
@@ -39,6 +39,7 @@ __all__ = ["BuildReport", "Generated", "Outputs", "SiteOptions", "build_all", "b
 Say = Callable[[str], None]
 
 PDF_PATH = "downloads/cheatsheet.pdf"
+PDF_PATHS = {"core": PDF_PATH, "full": "downloads/cheatsheet-full.pdf"}
 MODULE_PATH = "downloads/formulas.py"
 NOTEBOOK_ZIP_PATH = "downloads/notebooks.zip"
 PREVIEW_PATH = "assets/sheet-preview.png"
@@ -84,17 +85,37 @@ class Generated:
 
 
 @dataclass(frozen=True)
+class SlowOutputs:
+    """The expensive outputs (PDFs, executed notebooks). Under `serve` they are made in the background
+    while the pages are rebuilt with the previous ones."""
+
+    pdfs: dict[str, PdfBuild]
+    """Edition (`core`, `full`) → its PDF."""
+    preview: bytes | None
+    notebooks: dict[str, str]
+    """Docs-relative path (e.g. `notebooks/math.ipynb`) → executed notebook JSON."""
+    executed: int
+    """Notebooks run by a kernel (0 when every one came from the cache)."""
+
+
+@dataclass(frozen=True)
 class Outputs:
     """Everything one build makes, in memory."""
 
     sheet: Sheet
     verified: Verified
     module: str
-    pdf: PdfBuild | None
-    preview: bytes | None
-    notebooks: dict[str, str]
-    """File name (e.g. `math.ipynb`) → executed notebook JSON."""
+    slow: SlowOutputs
     site: Generated
+
+    @property
+    def pdf(self) -> PdfBuild | None:
+        return self.slow.pdfs.get("core")
+
+    @property
+    def notebooks(self) -> dict[str, str]:
+        """File name (e.g. `math.ipynb`) → executed notebook JSON."""
+        return {Path(path).name: text for path, text in self.slow.notebooks.items()}
 
 
 def build_outputs(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRenderer,
@@ -102,53 +123,71 @@ def build_outputs(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: Ka
                   say: Say = _quiet) -> Outputs:
     """Verify the sheet, then make every output once. Raises `SheetError` before making anything
     when the check fails. Caches live under `build_dir/.cache`; outputs are returned, not written."""
+    started = time.perf_counter()
+    module = render_module(sheet)
+    verified = verify(sheet, yaml_text, renderer=renderer, cache_dir=build_dir / ".cache", module_source=module,
+                      say=say)
+    checked = time.perf_counter() - started
+    slow = build_slow(sheet, yaml_text, build_dir=build_dir, renderer=renderer, options=options, paper=paper,
+                      tags=tags, say=say)
+    site = build_pages(sheet, module, slow, build_dir=build_dir, renderer=renderer, options=options)
+    site.timings = {"check": checked, **site.timings}
+    return Outputs(sheet=sheet, verified=verified, module=module, slow=slow, site=site)
+
+
+def build_slow(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRenderer,
+               options: SiteOptions = SiteOptions(), paper: str | None = None, tags: Sequence[str] = (),
+               say: Say = _quiet) -> SlowOutputs:
+    """The PDFs (both editions) and the executed notebooks, through their caches. Call after `verify`."""
     cache_dir = build_dir / ".cache"
-    out = Generated()
+    pdfs: dict[str, PdfBuild] = {}
+    preview: bytes | None = None
+    if options.pdf:
+        for edition in EDITIONS:
+            pdf = build_pdf(yaml_text, sheet.source_path, renderer=renderer, cache_dir=cache_dir, paper=paper,
+                            tags=tags, sheet=sheet, edition=edition, say=say)
+            say(f"pdf ({edition}): " + ("unchanged, from the cache" if pdf.cached else
+                                        f"fitted at {pdf.font_size_pt:g} pt, {pdf.pages} page(s)"))
+            pdfs[edition] = pdf
+        preview = pdf_preview(pdfs["core"], cache_dir, dpi=PREVIEW_DPI)
+    texts: dict[str, str] = {}
+    executed = 0
+    if options.notebooks:
+        rendered = render_notebooks(sheet)
+        if options.execute:
+            results = execute_notebooks(rendered, cache_dir / "notebooks", sheet=sheet, timeout=options.timeout)
+            executed = sum(not r.cached for r in results.values())
+            rendered = {path: r.notebook for path, r in results.items()}
+        texts = {path: dumps(nb) for path, nb in rendered.items()}
+        say(f"notebooks: {len(texts)} ({executed} executed)")
+    return SlowOutputs(pdfs=pdfs, preview=preview, notebooks=texts, executed=executed)
+
+
+def build_pages(sheet: Sheet, module: str, slow: SlowOutputs, *, build_dir: Path, renderer: KatexRenderer,
+                options: SiteOptions = SiteOptions()) -> Generated:
+    """The site's pages and downloads, given the (possibly previous build's) slow outputs."""
+    out = Generated(notebooks_executed=slow.executed)
     clock = _Clock(out.timings)
-    with clock("check"):
-        verified = verify(sheet, yaml_text, renderer=renderer, cache_dir=cache_dir, say=say)
     with clock("katex"):
         out.math = renderer.render_map(site_pages.math_requests(sheet))
         out.katex_node_runs = renderer.stats.node_runs if renderer.stats else 0
-    with clock("module"):
-        module = render_module(sheet)
-
-    pdf: PdfBuild | None = None
-    preview: bytes | None = None
-    if options.pdf:
-        with clock("pdf"):
-            pdf = build_pdf(yaml_text, sheet.source_path, renderer=renderer, cache_dir=cache_dir, paper=paper,
-                            tags=tags, sheet=sheet, say=say)
-            say(f"pdf: {'unchanged, from the cache' if pdf.cached else f'fitted at {pdf.font_size_pt:g} pt'}")
-            preview = pdf_preview(pdf, cache_dir, dpi=PREVIEW_DPI)
-            out.files[PDF_PATH] = pdf.pdf
-            if preview is not None:
-                out.files[PREVIEW_PATH] = preview
-
-    notebooks: dict[str, str] = {}
+    for edition, pdf in slow.pdfs.items():
+        out.files[PDF_PATHS[edition]] = pdf.pdf
+    if slow.preview is not None:
+        out.files[PREVIEW_PATH] = slow.preview
     notebook_pages: dict[str, str] = {}  # section id → notebook page
     if options.notebooks:
-        with clock("notebooks"):
-            rendered = render_notebooks(sheet)
-            if options.execute:
-                results = execute_notebooks(rendered, cache_dir / "notebooks", sheet=sheet, timeout=options.timeout)
-                out.notebooks_executed = sum(not r.cached for r in results.values())
-                rendered = {path: r.notebook for path, r in results.items()}
-            texts = {path: dumps(nb) for path, nb in rendered.items()}
-            say(f"notebooks: {len(texts)} ({out.notebooks_executed} executed)")
-            notebooks = {Path(path).name: text for path, text in texts.items()}
-            notebook_pages = {s.id: notebook_path(s) for s in sheet.sections if notebook_path(s) in texts}
-            for path, text in texts.items():
-                # mkdocs-jupyter renders notebook pages from files: a cache copy, never build/notebooks,
-                # which only a finished build replaces.
-                on_disk = build_dir / NOTEBOOK_SOURCE_DIR / path
-                write_atomic(on_disk, text)  # unchanged notebooks keep their mtime
-                download = "downloads/" + path
-                out.linked[path] = on_disk
-                out.files[download] = text.encode("utf-8")
-                out.notebook_pages[path] = download
-            out.files[NOTEBOOK_ZIP_PATH] = _zip(texts)
-
+        notebook_pages = {s.id: notebook_path(s) for s in sheet.sections if notebook_path(s) in slow.notebooks}
+        for path, text in slow.notebooks.items():
+            # mkdocs-jupyter renders notebook pages from files: a cache copy, never build/notebooks,
+            # which only a finished build replaces.
+            on_disk = build_dir / NOTEBOOK_SOURCE_DIR / path
+            write_atomic(on_disk, text)  # unchanged notebooks keep their mtime
+            download = "downloads/" + path
+            out.linked[path] = on_disk
+            out.files[download] = text.encode("utf-8")
+            out.notebook_pages[path] = download
+        out.files[NOTEBOOK_ZIP_PATH] = _zip(slow.notebooks)
     links = site_pages.Links(pdf=PDF_PATH if options.pdf else None, module=MODULE_PATH,
                              notebook_pages=notebook_pages,
                              notebook_files={ident: out.notebook_pages[p] for ident, p in notebook_pages.items()})
@@ -161,8 +200,7 @@ def build_outputs(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: Ka
     # Browsers that can show this site all read WOFF2, the first format katex.min.css offers.
     for font in sorted((dist / "fonts").glob("*.woff2")):
         out.linked[f"assets/katex/fonts/{font.name}"] = font
-    return Outputs(sheet=sheet, verified=verified, module=module, pdf=pdf, preview=preview,
-                   notebooks=notebooks, site=out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -211,10 +249,10 @@ def build_all(yaml_path: Path, *, build_dir: Path = Path("build"), site_dir: Pat
                 say(f"site: built in {built.seconds:.2f} s (staged)")
                 publication.add_tree(site_dir, staged)
             publication.add_file(build_dir / "formulas.py", outputs.module)
-            if outputs.pdf is not None:
-                publication.add_file(build_dir / "cheatsheet.pdf", outputs.pdf.pdf)
-            if preview_path is not None and outputs.preview is not None:
-                publication.add_file(preview_path, outputs.preview)
+            for edition, pdf in outputs.slow.pdfs.items():
+                publication.add_file(build_dir / Path(PDF_PATHS[edition]).name, pdf.pdf)
+            if preview_path is not None and outputs.slow.preview is not None:
+                publication.add_file(preview_path, outputs.slow.preview)
             for name, notebook in outputs.notebooks.items():
                 publication.add_file(build_dir / "notebooks" / name, notebook)
             for stale in sorted((build_dir / "notebooks").glob("*.ipynb")):

@@ -53,8 +53,10 @@ class Verified:
 
 
 def verify(sheet: Sheet, yaml_text: str, *, renderer: KatexRenderer, cache_dir: Path | None,
-           say: Callable[[str], None] | None = None) -> Verified:
-    """Run the whole check (or find it passed in the cache); raise `SheetError` on any problem."""
+           module_source: str | None = None, say: Callable[[str], None] | None = None) -> Verified:
+    """Run the whole check (or find it passed in the cache); raise `SheetError` on any problem.
+
+    `module_source`: the generated module, when the caller has rendered it already (else it is rendered)."""
     from .doctests import PRINTED_CHECK, run_doctests
     from .render.site import math_requests
 
@@ -74,7 +76,8 @@ def verify(sheet: Sheet, yaml_text: str, *, renderer: KatexRenderer, cache_dir: 
     started = time.perf_counter()
     requests = math_requests(sheet)
     renderer.render(requests)  # every formula typesets, before anything slow
-    report = run_doctests(sheet, checks=[PRINTED_CHECK])  # the printed-formula check runs in the same child
+    # The printed-formula check runs in the same sandboxed child as the doctests.
+    report = run_doctests(sheet, module_source, checks=[PRINTED_CHECK])
     printed = report.printed
     verified = Verified(
         formulas=report.formulas, doctests=report.examples, math=len(requests),

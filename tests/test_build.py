@@ -234,7 +234,7 @@ def test_every_publishing_command_refuses_a_failing_doctest(command: str, built:
     }[command]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    line = FAILING_DOCTEST.splitlines().index("          33.0") + 1
+    line = FAILING_DOCTEST.splitlines().index("          33.0")  # 1-based: the `>>>` line above the output
     assert f"{bad}:{line} [dot_product] examples:" in err and "33.0" in err and "Traceback" not in err
     assert built.outputs() == before
 

@@ -1,0 +1,138 @@
+"""The pipeline does each piece of work once per build, and sheetgen's modules import without a cycle."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sheetgen.cli import main
+from tests.conftest import ROOT, needs_katex
+
+PACKAGE = ROOT / "sheetgen"
+
+SMALL = """\
+sheet:
+  title: Small sheet
+sections:
+  - id: basics
+    title: Basics
+    entries:
+      - kind: formula
+        id: twice
+        name: Twice
+        latex: 'y = 2 x'
+        meaning: Doubles $x$.
+        source: Nobody (2024), §1
+        implementation: |
+          def twice(x):
+              return 2 * np.asarray(x)
+        examples: |
+          >>> int(twice(2))
+          4
+          >>> int(twice(-3))
+          -6
+      - kind: fact
+        id: a_fact
+        name: A fact
+        text: 'Facts have text.'
+        latex: 'a^2 + b^2 = c^2'
+"""
+
+
+def _count(monkeypatch: pytest.MonkeyPatch, calls: Counter[str], name: str, *targets: str) -> None:
+    """Wrap the function at each dotted `targets` path (the same function imported into several
+    modules) so that every call adds one to `calls[name]`."""
+    for target in targets:
+        module_name, attribute = target.rsplit(".", 1)
+        module = __import__(module_name, fromlist=[attribute])
+        original: Callable[..., Any] = getattr(module, attribute)
+
+        @functools.wraps(original)
+        def counted(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+            calls[name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, attribute, counted)
+
+
+@pytest.mark.slow
+@needs_katex
+def test_a_cold_build_does_each_piece_of_work_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    yaml = tmp_path / "formulas.yaml"
+    yaml.write_text(SMALL, encoding="utf-8")
+    calls: Counter[str] = Counter()
+    _count(monkeypatch, calls, "load", "sheetgen.pipeline.load_sheet_text", "sheetgen.mkdocs_plugin.load_sheet_text",
+           "sheetgen.cli.load_sheet")
+    _count(monkeypatch, calls, "module", "sheetgen.pipeline.render_module", "sheetgen.doctests.render_module")
+    _count(monkeypatch, calls, "notebooks", "sheetgen.pipeline.execute_notebooks")
+    _count(monkeypatch, calls, "pdf", "sheetgen.pipeline.build_pdf")
+    _count(monkeypatch, calls, "site pages", "sheetgen.pipeline.site_pages.render_pages")
+    _count(monkeypatch, calls, "katex process", "sheetgen.katex.KatexRenderer._start_node")
+    argv = ["build", "-f", str(yaml), "--build-dir", str(tmp_path / "build"), "--site-dir", str(tmp_path / "site"),
+            "-c", str(ROOT / "mkdocs.yml")]
+    assert main(argv) == 0
+    editions = 2  # the one-pager and the full sheet
+    assert dict(calls) == {"load": 1, "module": 1, "notebooks": 1, "pdf": editions, "site pages": 1,
+                           "katex process": 1}
+
+
+def _imports(path: Path, package: str) -> set[str]:
+    """The sheetgen modules `path` imports, at module level or inside functions (not TYPE_CHECKING)."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if module.endswith(".__init__"):
+        module = module[: -len(".__init__")]
+        base = module
+    else:
+        base = module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    type_checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                     and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                     for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in type_checking:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith(package)}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = base.split(".")
+                anchor = ".".join(parts[: len(parts) - node.level + 1])
+                target = f"{anchor}.{node.module}" if node.module else anchor
+            else:
+                target = node.module or ""
+            if target.startswith(package):
+                found.add(target)
+                found |= {f"{target}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_sheetgen_has_no_import_cycle() -> None:
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {name: {m for m in _imports(path, "sheetgen") if m in modules and m != name}
+             for name, path in modules.items()}
+    # A package's __init__ re-exports; importing a submodule runs it, so it is not an edge back.
+    packages = {name for name, path in modules.items() if path.name == "__init__.py"}
+    graph = {name: deps - packages for name, deps in graph.items()}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str], done: set[str]) -> None:
+        for dep in sorted(graph[node]):
+            if dep in stack:
+                cycles.append([*stack[stack.index(dep):], dep])
+            elif dep not in done:
+                visit(dep, [*stack, dep], done)
+        done.add(node)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        if name not in done:
+            visit(name, [name], done)
+    assert not cycles, "import cycles: " + "; ".join(" → ".join(c) for c in cycles)
