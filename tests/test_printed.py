@@ -565,3 +565,11 @@ def test_a_returned_array_named_with_its_index() -> None:
     good = r"\mu_k = \frac{\sum_{n} r_{nk} x_n}{\sum_{n} r_{nk}}"
     assert passes(good, impl, calls, check)
     assert not passes(good.replace(r"{\sum_{n} r_{nk}}", "{2}"), impl, calls, check)
+
+
+def test_spacing_bold_and_roman_e() -> None:
+    impl = "def f(W, x):\n    return np.exp(np.asarray(W) @ np.asarray(x))"
+    calls = ">>> f([[1.0, 2.0], [0.0, -1.0]], [0.5, 0.25])"
+    assert passes(r"y = \mathrm{e}^{\mathbf{W} \mathbf{x}}", impl, calls)
+    assert passes(r"y = \exp\left(W~x\right)", impl, calls)
+    assert not passes(r"y = \exp\left(\mathbf{W} \odot \mathbf{x}\right)", impl, calls)

@@ -406,7 +406,8 @@ class Scope:
             if found is not None:
                 return found
             plain = atom.without_sup()
-            if plain.base == "e" and plain.kind == "letters" and not plain.sub and self.named(plain, False) is None:
+            if plain.base == "e" and plain.kind in ("letters", "name") and not plain.sub \
+                    and self.named(plain, False) is None:  # e^{x}, \mathrm{e}^{x}
                 return _unary(np.exp, self.num(atom.sup))
             return self.power(plain, self.atom(plain), atom.sup)
         found = self.named(atom, False)
@@ -633,8 +634,8 @@ def index_items(items: tuple[tex.Node, ...]) -> list[tex.Node]:
 def _matrixish(node: tex.Node) -> bool:
     if isinstance(node, tex.Transpose):
         return True
-    if isinstance(node, tex.Atom):
-        return node.kind in ("letters", "greek") and node.base[:1].isupper()
+    if isinstance(node, tex.Atom):  # `X`, `W_{ih}`, `\mathbf{W}`, `\Sigma`
+        return node.kind in ("letters", "greek", "name") and node.base[:1].isupper()
     if isinstance(node, (tex.Group, tex.Power)):
         return _matrixish(node.arg if isinstance(node, tex.Group) else node.base)
     if isinstance(node, tex.Jux) or (isinstance(node, tex.Bin) and node.op in "+-"):

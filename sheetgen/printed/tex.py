@@ -59,10 +59,10 @@ def _words(text: str) -> frozenset[str]:
 GREEK = _words(r"""alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi pi rho
 sigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega""")
 _DROP = _words(r"""\left \right \big \Big \bigg \Bigg \bigl \bigr \Bigl \Bigr \biggl \biggr \textstyle \displaystyle
-\scriptstyle \! \, \; \: \> \limits \nolimits""") | {"\\ "}
+\scriptstyle \! \, \; \: \> \limits \nolimits \enspace \thinspace \medspace \thickspace""") | {"\\ "}
 _SEPARATORS = frozenset([r"\\", r"\quad", r"\qquad"])
 _NAME_COMMANDS = _words(r"""\text \textrm \textit \operatorname \mathrm \mathit \mathbb \mathcal \mathbf""")
-_SAME = {r"\tfrac": r"\frac", r"\dfrac": r"\frac", r"\vert": "|", r"\lvert": r"\lvert", r"\|": r"\Vert",
+_SAME = {r"\tfrac": r"\frac", r"\dfrac": r"\frac", r"\cfrac": r"\frac", r"\vert": "|", r"\lvert": r"\lvert", r"\|": r"\Vert",
          r"\ln": r"\log", r"\gets": r"\leftarrow", r"\to": r"\rightarrow", r"\leq": r"\le", r"\geq": r"\ge",
          r"\neq": r"\ne", r"\ldots": r"\dots", r"\cdots": r"\dots", r"\varepsilon": r"\epsilon",
          r"\intercal": r"\top", r"\widehat": r"\hat", r"\widetilde": r"\tilde", r"\overline": r"\bar"}
@@ -112,7 +112,7 @@ def tokenize(text: str) -> list[Tok]:
     previous_letter = False
     while i < len(text):
         char = text[i]
-        if char.isspace():
+        if char.isspace() or char == "~":  # `~` is a non-breaking space
             i += 1
             previous_letter = False
             continue
