@@ -62,7 +62,7 @@ _DROP = _words(r"""\left \right \big \Big \bigg \Bigg \bigl \bigr \Bigl \Bigr \b
 \scriptstyle \! \, \; \: \> \limits \nolimits \enspace \thinspace \medspace \thickspace""") | {"\\ "}
 _SEPARATORS = frozenset([r"\\", r"\quad", r"\qquad"])
 _NAME_COMMANDS = _words(r"""\text \textrm \textit \operatorname \mathrm \mathit \mathbb \mathcal \mathbf""")
-_SAME = {r"\tfrac": r"\frac", r"\dfrac": r"\frac", r"\cfrac": r"\frac", r"\vert": "|", r"\lvert": r"\lvert", r"\|": r"\Vert",
+_SAME = {r"\tfrac": r"\frac", r"\dfrac": r"\frac", r"\cfrac": r"\frac", r"\vert": "|", r"\|": r"\Vert",
          r"\ln": r"\log", r"\gets": r"\leftarrow", r"\to": r"\rightarrow", r"\leq": r"\le", r"\geq": r"\ge",
          r"\neq": r"\ne", r"\ldots": r"\dots", r"\cdots": r"\dots", r"\varepsilon": r"\epsilon",
          r"\intercal": r"\top", r"\widehat": r"\hat", r"\widetilde": r"\tilde", r"\overline": r"\bar"}
