@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 import time
 import types
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from sheetgen.loader import load_sheet_text
 from sheetgen.model import Sheet
 from sheetgen.printed import PrintedReport, check_formula, check_printed
 from sheetgen.render.code import render_module
+
+from .conftest import SHEET_PATH
 
 # --- helpers ------------------------------------------------------------------------------------------
 
@@ -573,3 +576,24 @@ def test_spacing_bold_and_roman_e() -> None:
     assert passes(r"y = \mathrm{e}^{\mathbf{W} \mathbf{x}}", impl, calls)
     assert passes(r"y = \exp\left(W~x\right)", impl, calls)
     assert not passes(r"y = \exp\left(\mathbf{W} \odot \mathbf{x}\right)", impl, calls)
+
+
+@pytest.mark.parametrize(("fid", "old", "new", "expected"), [
+    ("precision", r"\frac{TP}{TP + FP}", r"\frac{TP}{TP + FN}", "[precision] latex: symbol FN is not bound"),
+    ("conv_output_size", r"\left\lfloor \frac{W - K + 2P}{S} \right\rfloor + 1", r"\frac{W - K + 2P}{S} + 1",
+     "[conv_output_size] latex: the printed formula gives 3.5, the implementation gives 3.0 for "
+     "conv_output_size(w=8, k=3, p=0, s=2)"),
+])
+def test_sheetgen_check_refuses_a_wrong_printed_formula(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        fid: str, old: str, new: str, expected: str) -> None:
+    from sheetgen.cli import main
+
+    text = SHEET_PATH.read_text(encoding="utf-8")
+    start = text.index(f"id: {fid}\n")
+    at = text.index(old, start)
+    broken = tmp_path / "formulas.yaml"
+    broken.write_text(text[:at] + new + text[at + len(old):], encoding="utf-8")
+    assert main(["check", "-f", str(broken), "--cache-dir", str(tmp_path / "cache")]) == 1
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if expected in x)
+    assert line.startswith(f"{broken}:{text[:at].count(chr(10)) + 1} [{fid}] latex: ")
