@@ -35,6 +35,10 @@ NASTY = ['"""', "'''", '"', "'", "\\", '\\"', "\\\n", "\n", "\r", "\r\n", "\x0c"
 TEXT = st.lists(st.one_of(st.sampled_from(NASTY), st.text(st.characters(blacklist_categories=()), max_size=8)),
                 max_size=12).map("".join)
 CONVENTIONS = st.lists(TEXT, max_size=3).map(tuple)
+# Doctest-shaped text: examples with backslashes, quotes and `"""` in sources and expected output.
+EXAMPLE_LINE = st.one_of(st.sampled_from([">>> ", "... ", "", "    "]).flatmap(lambda prompt: TEXT.map(
+    lambda text: prompt + text.replace("\n", " ").replace("\r", " "))), st.sampled_from(NASTY))
+EXAMPLE_TEXT = st.lists(EXAMPLE_LINE, min_size=1, max_size=6).map(lambda lines: ">>> 1\n1\n" + "\n".join(lines))
 
 
 def _sheet_with(texts: dict[str, object], titles: list[str], sheet_title: str) -> Sheet:
@@ -55,8 +59,12 @@ def _function_docstring(node: ast.FunctionDef, indent: str) -> str:
     return "\n".join(line.removeprefix(indent) for line in raw.split("\n")).removesuffix("\n")
 
 
-def _examples(text: str) -> list[tuple[str, str, str | None]]:
-    return [(e.source, e.want, e.exc_msg) for e in doctest.DocTestParser().get_examples(text)]
+def _examples(text: str) -> list[tuple[str, str, str | None]] | str:
+    """What doctest finds in `text` (as `python -m doctest` parses a docstring), or the error it gives."""
+    try:
+        return [(e.source, e.want, e.exc_msg) for e in doctest.DocTestParser().get_examples(text)]
+    except ValueError as err:  # e.g. inconsistent indentation: must then fail the same way in both
+        return str(err).split(":", 1)[-1]
 
 
 def _check_module(sheet: Sheet) -> None:
@@ -80,7 +88,13 @@ def _check_module(sheet: Sheet) -> None:
         assert ast.dump(node.args) == ast.dump(written.args)
         doc = _function_docstring(node, " " * node.body[1].col_offset)
         assert doc == docstring(formula)
-        assert _examples(doc) == _examples(formula.examples), "prose added or changed a doctest example"
+        # What `python -m doctest` runs (the raw, indented __doc__) is what the sandbox runs (the YAML text).
+        raw = ast.get_docstring(node, clean=False) or ""
+        found, expected = _examples(raw), _examples(formula.examples.strip("\n"))
+        if isinstance(expected, str):  # doctest refuses the examples (the loader would): so it must here too
+            assert isinstance(found, str), found
+        else:
+            assert found == expected, "prose added or changed a doctest example"
     # Comments: one per section with formulas, each on its own line, saying the title.
     comments = [t for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT]
     section_comments = [t.string for t in comments if t.string.startswith("# --- ")]
@@ -93,13 +107,13 @@ def _check_module(sheet: Sheet) -> None:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=TEXT, meaning=TEXT, plain=TEXT, latex=TEXT, source=TEXT, conventions=CONVENTIONS,
-       titles=st.lists(TEXT, min_size=2, max_size=2), sheet_title=TEXT)
+       titles=st.lists(TEXT, min_size=2, max_size=2), sheet_title=TEXT, examples=EXAMPLE_TEXT)
 def test_no_prose_leaves_its_docstring_or_comment(name: str, meaning: str, plain: str, latex: str, source: str,
                                                    conventions: tuple[str, ...], titles: list[str],
-                                                   sheet_title: str) -> None:
+                                                   sheet_title: str, examples: str) -> None:
     # `latex` is in the docstring when `plain` is empty (often, here).
     sheet = _sheet_with({"name": name, "meaning": meaning, "plain": plain, "latex": latex, "source": source,
-                         "conventions": conventions}, titles, sheet_title)
+                         "conventions": conventions, "examples": examples}, titles, sheet_title)
     _check_module(sheet)
 
 

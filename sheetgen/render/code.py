@@ -93,7 +93,9 @@ def docstring(formula: Formula) -> str:
                      for c in formula.conventions)
     # Prose must not hold a doctest prompt: `python -m doctest` would run it as an example.
     prose = _PROMPT.sub(r"\1>> >", "\n".join(parts))
-    return prose + "\n\n" + formula.examples.strip("\n")
+    # Tabs expanded here: doctest expands them after the docstring is indented, which would move tab
+    # stops; this way `python -m doctest` runs exactly the examples the build ran.
+    return prose + "\n\n" + formula.examples.expandtabs().strip("\n")
 
 
 def function_source(formula: Formula, with_docstring: bool = True) -> str:
