@@ -68,7 +68,7 @@ class PrintSettings(Strict):
         9.0, ge=5, le=24, description="Largest body font size the fitter may use, in points."
     )
     subset_font_max_pt: float = Field(
-        12.0, ge=5, le=36,
+        16.0, ge=5, le=36,
         description="Largest body size for a `--tags` subset sheet, which may also use fewer columns to fill its page.",
     )
     color: Literal["color", "mono"] = Field(

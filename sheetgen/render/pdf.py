@@ -233,8 +233,9 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
     cached = fit_cache.get(layout_key)
     renders = 0
 
-    def fit_columns(columns: int, hint: Fit | None) -> tuple[int, dict[int, Probe], dict[int, Any]]:
-        """The largest size that fits in `columns` columns: (index into steps or -1, probes, documents)."""
+    def fit_columns(columns: int, hint: Fit | None, exact: bool) -> tuple[int, dict[int, Probe], dict[int, Any]]:
+        """The largest size that fits in `columns` columns: (index into steps or -1, probes, documents).
+        `hint`: the last fit (a starting point); `exact`: of this very content (its answer holds)."""
         nonlocal renders
         probes: dict[int, Probe] = {}
         documents: dict[int, Any] = {}
@@ -263,7 +264,6 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
             for index, (pages, fill, continued) in zip(indices[1:], others, strict=True):
                 probes[index] = Probe(pages, fill, tuple(continued))
 
-        exact = hint is not None and hint.columns == columns
         start = (nearest(steps, hint.size) if hint else
                  estimate(sheet, sections, images, paper, steps, columns=columns, max_pages=max_pages))
         if exact:
@@ -277,13 +277,26 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
         return best, probes, documents
 
     fit_started = time.perf_counter()
-    hint = cached[1] if cached is not None and cached[0] == content_key else None
+    hint = cached[1] if cached is not None else None  # an edit moves the edge only a little: start there
+    exact = cached is not None and cached[0] == content_key
     order = list(range(settings.columns, 0, -1)) if subset else [settings.columns]
-    if hint is not None:  # the same content chose this many columns last time
+    if hint is not None and exact:  # the same content chose this many columns last time
         order = [c for c in order if c <= hint.columns] or order
     chosen: tuple[int, int, dict[int, Probe], dict[int, Any]] | None = None
+    skipped: int | None = None
     for columns in order:
-        best, probes, documents = fit_columns(columns, hint if hint and hint.columns == columns else None)
+        if subset and columns > 1 and not exact:
+            # One layout at the largest size tells whether this many columns can be filled at all.
+            _, at_cap = lay_out(high, columns, ())
+            renders += 1
+            if at_cap.pages <= max_pages and at_cap.fill < 0.8 * max_pages:
+                skipped = columns
+                continue
+        same = hint is not None and hint.columns == columns
+        best, probes, documents = fit_columns(columns, hint if same else None, exact and same)
+        if best < 0 and chosen is None and skipped is not None:  # fewer columns overflow: back to those
+            columns = skipped
+            best, probes, documents = fit_columns(columns, None, False)
         if best < 0:
             if chosen is None:
                 raise overflow_error(sheet, sections, probes[0], low, max_pages)

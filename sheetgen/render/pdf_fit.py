@@ -19,8 +19,8 @@ from .pdf_atlas import MathImage
 from .pdf_html import PrintedSection, column_em, display_tex, page_mm
 
 __all__ = [
-    "STEP_PT", "Columns", "Fit", "FitCache", "Probe", "estimate", "nearest", "overflow_error", "read_columns",
-    "search", "size_steps",
+    "STEP_PT", "Columns", "Fit", "FitCache", "Probe", "estimate", "nearest", "overflow_error", "predicted_fill",
+    "read_columns", "search", "size_steps",
 ]
 
 STEP_PT = 0.05
@@ -98,6 +98,7 @@ def read_columns(document: Any, columns: int) -> Columns:
     headed: set[str] = set()
     for page in document.pages:
         stack = [page._page_box]
+        page_bottom = page._page_box.content_box_y() + page._page_box.height
         while stack:
             box = stack.pop()
             element = box.element
@@ -114,7 +115,8 @@ def read_columns(document: Any, columns: int) -> Columns:
                                 needs.add(top.element.get("id"))
                             elif "keep" in classes and top.element.get("data-cont"):
                                 headed.add(top.element.get("data-cont"))
-                available = max(available, box.height)
+                # Not the box's height: with `column-fill: auto` a short text gives a short box.
+                available = max(available, page_bottom - box.position_y)
                 continue
             stack.extend(getattr(box, "children", ()))
     fill = used / (available * columns) if available else float(len(document.pages))
@@ -148,20 +150,24 @@ def _content_units(sheet: Sheet, sections: Sequence[PrintedSection], images: Map
     return units
 
 
+def predicted_fill(sheet: Sheet, sections: Sequence[PrintedSection], images: Mapping[tuple[str, bool], MathImage],
+                   paper: str, size: float, columns: int) -> float:
+    """The fill (in pages, see `read_columns`) a layout at `size` in `columns` columns should have,
+    from a size-free measure of the content; within a few percent on the shipped sheet."""
+    settings = sheet.sheet.print_settings
+    height_mm = page_mm(sheet, paper)[1]
+    title_pt = 2.4 * size  # the title bar, in em of the body
+    height_em = ((height_mm - 2 * settings.margin_mm) * _PT_PER_MM - title_pt) / size
+    units = _content_units(sheet, sections, images)
+    return _FILL_PER_UNIT * units / (columns * column_em(sheet, paper, size, columns) * height_em)
+
+
 def estimate(sheet: Sheet, sections: Sequence[PrintedSection], images: Mapping[tuple[str, bool], MathImage],
              paper: str, sizes: Sequence[float], *, columns: int, max_pages: int = 1) -> int:
     """Index of the first size to try without a cached fit: the largest whose predicted fill is
     below `max_pages` pages. Only a starting point; the search confirms it with real layouts."""
-    settings = sheet.sheet.print_settings
-    height_mm = page_mm(sheet, paper)[1]
-    units = _content_units(sheet, sections, images)
-
-    def fill(size: float) -> float:
-        title_pt = 2.4 * size  # the title bar, in em of the body
-        height_em = ((height_mm - 2 * settings.margin_mm) * _PT_PER_MM - title_pt) / size
-        return _FILL_PER_UNIT * units / (columns * column_em(sheet, paper, size, columns) * height_em)
-
-    return max((i for i, size in enumerate(sizes) if fill(size) <= max_pages), default=0)
+    return max((i for i, size in enumerate(sizes)
+                if predicted_fill(sheet, sections, images, paper, size, columns) <= max_pages), default=0)
 
 
 def nearest(sizes: Sequence[float], size: float) -> int:
