@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -136,3 +137,29 @@ def test_sheetgen_has_no_import_cycle() -> None:
         if name not in done:
             visit(name, [name], done)
     assert not cycles, "import cycles: " + "; ".join(" → ".join(c) for c in cycles)
+
+
+@pytest.mark.slow
+@needs_katex
+@pytest.mark.parametrize("tool", ["mkdocs", "properdocs"])
+def test_the_site_builds_under_mkdocs_and_properdocs_and_refuses_a_failing_doctest(tool: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    yaml = tmp_path / "formulas.yaml"
+    env = {**os.environ, "SHEETGEN_YAML": str(yaml), "SHEETGEN_BUILD_DIR": str(tmp_path / "build"),
+           "NO_MKDOCS_2_WARNING": "1"}
+    command = [sys.executable, "-m", tool, "build", "--strict", "-f", str(ROOT / "mkdocs.yml")]
+
+    yaml.write_text(SMALL, encoding="utf-8")
+    good = subprocess.run([*command, "-d", str(tmp_path / "site")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert good.returncode == 0, good.stderr
+    page = (tmp_path / "site" / "sections" / "basics" / "index.html").read_text(encoding="utf-8")
+    assert "Doubles" in page
+
+    yaml.write_text(SMALL.replace("          4\n", "          5\n"), encoding="utf-8")
+    bad = subprocess.run([*command, "-d", str(tmp_path / "site-bad")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 1
+    assert "[twice] examples: doctest `int(twice(2))` expected '5' but got '4'" in bad.stderr
