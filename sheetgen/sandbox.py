@@ -36,7 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Child", "Limits", "Outcome", "clip", "limited_command", "run", "scrubbed_env"]
+__all__ = ["Child", "Limits", "Outcome", "clip", "limited_command", "run", "scrubbed_env", "working_folder"]
 
 _PREFIX = "sheetgen-sandbox-"
 
@@ -122,11 +122,10 @@ def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
     `result_types` (plain dataclasses) only: a child cannot make the parent call anything.
     """
     allowed = frozenset((t.__module__, t.__qualname__) for t in result_types)
-    _remove_stale_folders()
     method = context or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     ctx: Any = multiprocessing.get_context(method)
     receive, send = ctx.Pipe(duplex=False)
-    workdir = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
+    workdir = working_folder()
     started = time.monotonic()
     step: object = None
     note: object = None
@@ -232,12 +231,19 @@ def _kill_group(process: Any) -> None:
         process.close()
 
 
-def _remove_stale_folders() -> None:
-    """Working folders of runs whose parent process was killed: nobody else will remove them."""
+def working_folder(prefix: str = _PREFIX) -> str:
+    """A new temporary folder named after this process (`<prefix><pid>-…`), so that a later run can
+    tell it was left behind by a killed process; folders of dead processes are removed first."""
+    _remove_stale_folders(prefix)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+
+
+def _remove_stale_folders(prefix: str = _PREFIX) -> None:
+    """Working folders of runs whose process was killed: nobody else will remove them."""
     root = Path(tempfile.gettempdir())
     with contextlib.suppress(OSError):
-        for folder in root.glob(f"{_PREFIX}*-*"):
-            pid = folder.name[len(_PREFIX):].split("-", 1)[0]
+        for folder in root.glob(f"{prefix}*-*"):
+            pid = folder.name[len(prefix):].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
 

@@ -170,3 +170,15 @@ def test_a_cell_that_kills_or_exhausts_its_kernel_is_located(tmp_path: Path, exa
     message = str(raised.value)
     assert message.startswith(f"small.yaml:{sheet.line_of('square', 'examples')} [square] examples: notebook"), message
     assert needle in message
+
+
+def test_kernel_folders_of_killed_builds_are_removed(tmp_path: Path) -> None:
+    import tempfile
+
+    from sheetgen.render.notebooks import execute_notebook, render_notebooks
+    from tests.test_notebooks import small_sheet
+
+    stale = Path(tempfile.mkdtemp(prefix="sheetgen-kernel-999999999-"))  # no such process
+    notebook = next(iter(render_notebooks(small_sheet()).values()))
+    execute_notebook(notebook, tmp_path)
+    assert not stale.exists()

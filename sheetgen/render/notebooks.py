@@ -16,7 +16,7 @@ import io
 import os
 import platform
 import re
-import tempfile
+import shutil
 import tokenize
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -301,7 +301,8 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
 
     async def run(name: str, notebook: NotebookNode) -> SheetError | None:
         async with slots:
-            with tempfile.TemporaryDirectory(prefix="sheetgen-kernel-") as workdir:
+            workdir = sandbox.working_folder("sheetgen-kernel-")  # a killed build's folder goes next time
+            try:
                 # IPC sockets instead of TCP: nothing listens on the network, and ipykernel does not
                 # print its warning about unencrypted TCP.
                 config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(workdir, "kernel")}})
@@ -314,6 +315,8 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
                     await client.async_execute(env=sandbox.scrubbed_env(workdir))
                 except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
                     return _cell_error(notebook, err, sheet, name)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
         return None
 
     outcomes = await asyncio.gather(*(run(name, nb) for name, nb in notebooks.items()))
