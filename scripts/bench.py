@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,11 +115,14 @@ def pdf_benchmarks(source: Path, work: Path, runs: int) -> tuple[list[Row], dict
 
 def site_benchmarks(source: Path, work: Path, runs: int) -> list[Row]:
     """The site build in `work` (caches included), plugin vs bare, from sitebuild.bench_site."""
-    from sheetgen.sitebuild import bench_site, derived_config
+    from sheetgen.sitebuild import bench_site
 
-    config = derived_config(ROOT / "mkdocs.yml", work / "site" / "mkdocs.yml",
-                            sheetgen={"yaml": str(source.resolve()), "build_dir": str(work / "site" / "build")})
-    result = bench_site(config, work_dir=work / "site", repeat=runs)
+    os.environ["SHEETGEN_YAML"] = str(source.resolve())
+    try:
+        result = bench_site(ROOT / "mkdocs.yml", work_dir=work / "site", build_dir=work / "site" / "build",
+                            repeat=runs)
+    finally:
+        os.environ.pop("SHEETGEN_YAML", None)
     bare = statistics.median(result["bare_runs"])
     print(f"site: plugin/bare = {result['ratio']:.2f} (target ≤ 1.5); in the last rebuild "
           f"{result['notebooks_executed']} notebooks executed, {result['katex_node_runs']} KaTeX processes")
@@ -127,7 +131,77 @@ def site_benchmarks(source: Path, work: Path, runs: int) -> list[Row]:
             Row("site build, bare mkdocs (same Markdown)", result["bare_runs"])]
 
 
-EXTRA_BENCHMARKS: list[Callable[[Path, Path, int], list[Row]]] = [site_benchmarks]
+def serve_benchmarks(source: Path, work: Path, runs: int) -> list[Row]:
+    """`sheetgen serve` as a user meets it: save an edited meaning, time until the served page shows it
+    (save → page) and until build/cheatsheet.pdf holds it (save → PDF). At least 5 edits."""
+    import socket
+    import urllib.request
+
+    folder = work / "serve"
+    folder.mkdir()
+    yaml = folder / "formulas.yaml"
+    original = source.read_text(encoding="utf-8")
+    yaml.write_text(original, encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SHEETGEN_BUILD_DIR": str(folder / "build")}
+    log = open(folder / "serve.log", "w")  # noqa: SIM115  # closed in finally
+    process = subprocess.Popen([sys.executable, "-m", "sheetgen", "serve", "-f", str(yaml), "-c",
+                                str(ROOT / "mkdocs.yml"), "-a", f"127.0.0.1:{port}"], cwd=folder, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/sections/math/"
+    to_page: list[float] = []
+    to_pdf: list[float] = []
+    try:
+        _until(lambda: _fetch(urllib.request, url) is not None, 300)
+        pdf = folder / "build" / "cheatsheet.pdf"
+        for edit in range(max(runs, 5)):
+            marker = f"Sum of elementwise products, edit {edit}"
+            text = original.replace("Sum of elementwise products;", marker + ";", 1)
+            before = pdf.stat().st_mtime_ns if pdf.exists() else 0
+            saved = time.perf_counter()
+            yaml.write_text(text, encoding="utf-8")
+            _until(lambda m=marker: m in (_fetch(urllib.request, url) or ""), 120)
+            to_page.append(time.perf_counter() - saved)
+            _until(lambda b=before: pdf.exists() and pdf.stat().st_mtime_ns != b, 120)
+            to_pdf.append(time.perf_counter() - saved)
+            time.sleep(1.0)  # let the background work and the reload settle before the next save
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+    return [Row("serve: save → page shows the edit", to_page, 1.5),
+            Row("serve: save → build/cheatsheet.pdf updated", to_pdf, 3.0)]
+
+
+def _fetch(request_module: Any, url: str) -> str | None:
+    try:
+        with request_module.urlopen(url, timeout=10) as response:
+            return str(response.read().decode("utf-8"))
+    except OSError:
+        return None
+
+
+def _until(condition: Callable[[], bool], seconds: float) -> None:
+    deadline = time.perf_counter() + seconds
+    while not condition():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("serve benchmark: timed out")
+        time.sleep(0.05)
+
+
+def pytest_benchmark(source: Path, work: Path, runs: int) -> list[Row]:
+    """Wall time of `make test`'s pytest (one run: it is long), as `make test` runs it."""
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-p",
+                             "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    print(f"pytest: {result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.returncode}")
+    return [Row("pytest (make test's command)", [seconds], 60)]
+
+
+EXTRA_BENCHMARKS: list[Callable[[Path, Path, int], list[Row]]] = [site_benchmarks, serve_benchmarks]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -157,6 +231,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-f", "--file", type=Path, default=ROOT / "formulas.yaml")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--pytest", action="store_true", help="also time the whole test suite once")
     args = parser.parse_args()
     os.environ.pop("SOURCE_DATE_EPOCH", None)
     with tempfile.TemporaryDirectory(prefix="sheetgen-bench-") as folder:
@@ -164,6 +239,8 @@ def main() -> int:
         rows, stages = pdf_benchmarks(args.file, work, args.runs)
         for extra in EXTRA_BENCHMARKS:
             rows += extra(args.file, work, args.runs)
+        if args.pytest:
+            rows += pytest_benchmark(args.file, work, args.runs)
     print(f"sheetgen bench: {args.runs} runs each, {os.cpu_count()} CPUs, seconds\n")
     print(table(["scenario", "median", "min", "max", "runs", "target", ""], [r.cells() for r in rows]))
     print()

@@ -116,6 +116,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("%(levelname)-7s -  %(message)s"))
     logging.getLogger("mkdocs").addHandler(handler)
     logging.getLogger("mkdocs").setLevel(logging.INFO)
+    # mkdocs-jupyter reports every notebook conversion and cache hit; keep its warnings only.
+    for chatty in ("mkdocs.plugins.mkdocs_jupyter", "mkdocs.mkdocs-jupyter"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     serve(config_file=str(args.config), dev_addr=args.dev_addr, livereload=True)
     return 0
 

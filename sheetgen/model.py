@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 ID_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -74,6 +74,13 @@ class PrintSettings(Strict):
     color: Literal["color", "mono"] = Field(
         "color", description="`mono` prints in black and greys only."
     )
+
+    @model_validator(mode="after")
+    def _font_range(self) -> PrintSettings:
+        if self.font_min_pt > self.font_max_pt:
+            raise ValueError(f"font_min_pt ({self.font_min_pt:g}) is larger than font_max_pt ({self.font_max_pt:g}); "
+                             "the smallest size must not exceed the largest")
+        return self
 
 
 class SheetInfo(Strict):
