@@ -10,9 +10,11 @@ HTML *and* the characters Markdown would act on. KaTeX HTML is spliced in as fin
 
 from __future__ import annotations
 
+import hashlib
+import io
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from html import unescape as html_unescape
@@ -27,13 +29,22 @@ from .code import function_source
 
 __all__ = [
     "ERRATA",
+    "NOTEBOOK_SEARCH_BOOST",
+    "NOTEBOOK_TITLE_SUFFIX",
     "Erratum",
     "Links",
     "MathHtml",
+    "NotebookPage",
+    "compact_preview",
+    "edit_url",
+    "mark_ui_for_search",
     "math_requests",
     "nav",
+    "notebook_page",
+    "plain_forms",
     "render_pages",
     "section_path",
+    "tex_to_plain",
     "typeset_notebook_html",
 ]
 
@@ -138,6 +149,13 @@ def section_path(section: Section) -> str:
 
 ERRATA_PAGE = "errata.md"
 
+# Search ranking (Material's `search.boost` page setting, a factor on every match in the page): a
+# formula's own card comes before the errata card and the notebook cell with the same name.
+SECTION_SEARCH_BOOST = 2.0
+ERRATA_SEARCH_BOOST = 0.5
+NOTEBOOK_SEARCH_BOOST = 0.2
+NOTEBOOK_TITLE_SUFFIX = " — notebook"
+
 
 # --- math -----------------------------------------------------------------------------------
 
@@ -196,12 +214,137 @@ def _protect_markup(html: str) -> str:
     return _TEXT_NODE.sub(lambda m: ">" + m[1].translate(_MARKUP_TEXT_ESCAPES) + "<", html)
 
 
+# --- plain text of TeX, for the search index and screen readers ------------------------------
+
+_TEX_WORDS = {
+    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε", "zeta": "ζ",
+    "eta": "η", "theta": "θ", "kappa": "κ", "lambda": "λ", "mu": "μ", "nu": "ν", "xi": "ξ", "pi": "π",
+    "rho": "ρ", "sigma": "σ", "tau": "τ", "phi": "φ", "varphi": "φ", "chi": "χ", "psi": "ψ", "omega": "ω",
+    "Gamma": "Γ", "Delta": "Δ", "Theta": "Θ", "Lambda": "Λ", "Sigma": "Σ", "Phi": "Φ", "Psi": "Ψ",
+    "Omega": "Ω", "sum": "Σ", "prod": "Π", "int": "∫", "partial": "∂", "nabla": "∇", "infty": "∞",
+    "cdot": "·", "times": "×", "odot": "⊙", "otimes": "⊗", "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥",
+    "ne": "≠", "neq": "≠", "approx": "≈", "sim": "~", "propto": "∝", "in": "∈", "to": "→",
+    "rightarrow": "→", "leftarrow": "←", "gets": "←", "mid": "|", "parallel": "‖", "lVert": "‖",
+    "rVert": "‖", "lvert": "|", "rvert": "|", "lfloor": "⌊", "rfloor": "⌋", "lceil": "⌈", "rceil": "⌉",
+    "langle": "⟨", "rangle": "⟩", "top": "ᵀ", "prime": "′", "sqrt": "√", "pm": "±", "dots": "…",
+    "ldots": "…", "cdots": "⋯",
+}
+# Sizing commands: no text of their own.
+_TEX_SILENT = {"left", "right", "big", "Big", "bigg", "Bigg", "textstyle", "displaystyle", "limits", "nolimits"}
+_TEX_TOKEN = re.compile(r"\\([a-zA-Z]+|.)|([{}])|(\S)|\s+")
+_SUBSCRIPTS = dict(zip("0123456789+-=()aehijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ", strict=True))
+_SUPERSCRIPTS = dict(zip("0123456789+-=()nitTᵀ′", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱᵗᵀᵀ′", strict=True))
+_TEX_ACCENTS = {"hat": "\u0302", "tilde": "\u0303", "bar": "\u0304"}
+
+
+def tex_to_plain(tex: str) -> str:
+    """A readable Unicode approximation of TeX (`\\frac{a}{b}` → `a/b`, `\\beta_1` → `β_1`), for
+    what search indexes and screen readers read; the page shows KaTeX's rendering."""
+    tokens = [(m[1], m[2], m[3]) for m in _TEX_TOKEN.finditer(tex)]
+    position = 0
+
+    def argument() -> str:
+        """The next group or single token, as plain text."""
+        nonlocal position
+        while position < len(tokens) and tokens[position] == (None, None, None):
+            position += 1  # whitespace between a command and its argument
+        if position >= len(tokens):
+            return ""
+        if tokens[position][1] == "{":
+            position += 1
+            return sequence(closing=True)
+        return one()
+
+    def one() -> str:
+        nonlocal position
+        name, brace, char = tokens[position]
+        position += 1
+        if brace:
+            return sequence(closing=True) if brace == "{" else ""
+        if char is not None:
+            if char in "^_":
+                script = argument()
+                table = _SUPERSCRIPTS if char == "^" else _SUBSCRIPTS
+                if script and all(c in table for c in script):
+                    return "".join(table[c] for c in script)
+                return char + _group(script)
+            return char
+        if name is None:
+            return " "
+        if name in ("frac", "dfrac", "tfrac"):
+            return f"{_group(argument())}/{_group(argument())}"
+        if name == "sqrt":
+            return "√" + _group(argument())
+        if name in _TEX_ACCENTS:
+            return argument() + _TEX_ACCENTS[name]
+        if name in ("text", "operatorname", "mathrm", "mathbf", "mathbb", "mathcal"):
+            return argument()
+        if name in _TEX_WORDS:
+            return _TEX_WORDS[name]
+        if name in _TEX_SILENT:
+            return ""
+        if name in ("begin", "end"):
+            argument()  # the environment's name
+            return " "
+        if name in ",;: " or name in ("quad", "qquad"):
+            return " "
+        if name in "!":
+            return ""
+        if name == "\\":
+            return "; "
+        return name  # \log, \max, \{, \%: the name or the character
+
+    def sequence(closing: bool = False) -> str:
+        nonlocal position
+        parts: list[str] = []
+        while position < len(tokens):
+            if closing and tokens[position][1] == "}":
+                position += 1
+                break
+            parts.append(one())
+        return "".join(parts)
+
+    return " ".join(sequence().replace("&", "").split())
+
+
+def _group(text: str) -> str:
+    """`a+b` → `(a+b)`; one symbol, or text already in brackets, stays bare."""
+    text = text.strip()
+    if len(text) <= 1 or (text[0] in "([" and text[-1] in ")]") or text.isalnum():
+        return text
+    return f"({text})"
+
+
+def plain_forms(sheet: Sheet) -> dict[str, str]:
+    """Display TeX (stripped) → its plain form: the YAML's `plain` where given, else `tex_to_plain`."""
+    forms: dict[str, str] = {}
+    for entry in sheet.entries():
+        latex = getattr(entry, "latex", None)
+        if isinstance(latex, str):
+            plain = getattr(entry, "plain", "") or ""
+            forms[latex.strip()] = plain.strip() or tex_to_plain(latex)
+    return forms
+
+
 def _lookup(math: MathHtml, tex: str, display: bool) -> str:
     try:
         return math[(tex, display)]
     except KeyError:
         raise KeyError(f"no typeset math for {tex!r} (display={display}); pass math_requests(sheet) to "
                        "the renderer") from None
+
+
+# Material's search skips an element with this attribute, and everything in it until an element of
+# the same tag closes (its parser compares elements by tag name). KaTeX's HTML is spans and SVG
+# only, so a <div> or a custom <sg-m> element around it is skipped whole. The plain form goes
+# next to it in a `hidden` span: indexed, never shown (the math's aria-label reads the same).
+_NO_SEARCH = "data-search-exclude"
+
+
+def _inline_math(katex_html: str, plain: str) -> str:
+    label = escape_text(plain)
+    return (f'<sg-m role="math" aria-label="{label}" {_NO_SEARCH}>{katex_html}</sg-m>'
+            f'<span class="sg-plain" hidden>{label}</span>')
 
 
 class _Helpers:
@@ -214,23 +357,31 @@ class _Helpers:
     def prose(self, text: str) -> Markup:
         """Text with inline `$math$`, escaped, math typeset."""
         parts = [
-            _protect_markup(_lookup(self.math, chunk, False)) if is_math else _escape_chunk(chunk)
+            _inline_math(_protect_markup(_lookup(self.math, chunk, False)), tex_to_plain(chunk))
+            if is_math else _escape_chunk(chunk)
             for is_math, chunk in split_inline_math(text)
         ]
         return Markup(_escape_line_start("".join(parts).strip()))
 
     def plain(self, text: str) -> str:
-        """Prose without math markup: the TeX between dollars shown as written (for labels)."""
-        return " ".join("".join(chunk for _, chunk in split_inline_math(text)).split())
+        """Prose without math markup, the math as `tex_to_plain` reads it (for labels)."""
+        return " ".join("".join(tex_to_plain(chunk) if is_math else chunk
+                                for is_math, chunk in split_inline_math(text)).split())
 
-    def display(self, tex: str, label: str = "", indent: int = 0) -> Markup:
+    def display(self, tex: str, label: str = "", indent: int = 0, index: bool = True) -> Markup:
         """A display formula. At the top level a raw HTML block, which Markdown leaves alone; indented
-        (in an admonition or a tab, where raw blocks are not recognised) a protected inline span."""
+        (in an admonition or a tab, where raw blocks are not recognised) protected inline markup.
+
+        Search indexes `label` (the plain form; `tex_to_plain` when empty) instead of KaTeX's spans;
+        `index=False` keeps the formula out of the index (the errata's wrong forms)."""
         html = _lookup(self.math, tex, True)
-        aria = f' role="math" aria-label="{escape_text(label)}"' if label else ""
+        label = label or tex_to_plain(tex)
+        aria = f' role="math" aria-label="{escape_text(label)}"'
+        plain = f'<span class="sg-plain" hidden>{escape_text(label)}</span>' if index else ""
         if indent:
-            return Markup(f'<span class="sg-math"{aria}>{_protect_markup(html)}</span>')
-        return Markup(f'<div class="sg-math"{aria}>{html.replace(chr(10), " ")}</div>')
+            return Markup(f'<sg-m class="sg-math"{aria} {_NO_SEARCH}>{_protect_markup(html)}</sg-m>{plain}')
+        return Markup(f'<div class="sg-formula"><div class="sg-math"{aria} {_NO_SEARCH}>'
+                      f'{html.replace(chr(10), " ")}</div>{plain}</div>')
 
     def heading(self, level: int, text: str, anchor: str) -> Markup:
         """A heading with a fixed anchor (the entry id); headings with math get a plain TOC label."""
@@ -288,6 +439,27 @@ def _formula_index(sheet: Sheet) -> dict[str, tuple[Section, Formula]]:
             if isinstance(entry, Formula)}
 
 
+def edit_url(sheet: Sheet, entry_id: str) -> str:
+    """The entry's line in formulas.yaml on the repository's default branch (`sheet.repo_url`), or ""."""
+    repo = sheet.sheet.repo_url.rstrip("/")
+    line = sheet.line_of(entry_id)
+    if not repo or not line:
+        return ""
+    # GitHub and GitLab resolve HEAD to the default branch.
+    return f"{repo}/blob/HEAD/{posixpath.basename(sheet.source_path.replace(chr(92), '/'))}#L{line}"
+
+
+def _tab_code(formula: Formula, formulas: Mapping[str, tuple[Section, Formula]]) -> str:
+    """The NumPy tab: the implementation with the imports it needs, so copied code runs."""
+    code = function_source(formula, with_docstring=False)
+    helpers = sorted(other for other in formulas
+                     if other != formula.id and re.search(rf"\b{re.escape(other)}\s*\(", code))
+    imports = ["import numpy as np"]
+    if helpers:
+        imports.append(f"from formulas import {', '.join(helpers)}  # this site's NumPy module")
+    return "\n".join(imports) + "\n\n" + code
+
+
 def render_pages(sheet: Sheet, math: MathHtml, links: Links) -> dict[str, str]:
     """`{docs-relative path: Markdown}`: one page per section and the errata page."""
     formulas = _formula_index(sheet)
@@ -300,24 +472,28 @@ def render_pages(sheet: Sheet, math: MathHtml, links: Links) -> dict[str, str]:
             {
                 "kind": entry.kind,
                 "entry": entry,
-                "code": function_source(entry, with_docstring=False) if isinstance(entry, Formula) else
+                "code": _tab_code(entry, formulas) if isinstance(entry, Formula) else
                         function_source(formulas[entry.function][1], with_docstring=False)
                         if isinstance(entry, Snippet) else "",
                 "target": (section_path(formulas[entry.function][0]), entry.function)
                           if isinstance(entry, Snippet) else None,
                 "target_name": formulas[entry.function][1].name if isinstance(entry, Snippet) else "",
                 "erratum": isinstance(entry, Formula) and entry.id in errata_ids,
+                "edit": edit_url(sheet, entry.id),
             }
             for entry in section.entries
         ]
+        has_code = any(isinstance(entry, Formula | Snippet) for entry in section.entries)
         pages[path] = _render("site_section.md.j2", path, math, sheet=sheet, section=section,
-                              entries=entries, links=links, errata_page=ERRATA_PAGE)
+                              entries=entries, links=links, errata_page=ERRATA_PAGE, has_code=has_code,
+                              search_boost=SECTION_SEARCH_BOOST)
     errata = [
         {"formula": formula, "erratum": erratum,
          "card": section_path(formulas[formula.id][0])}
         for formula, erratum in errata_entries
     ]
-    pages[ERRATA_PAGE] = _render("site_errata.md.j2", ERRATA_PAGE, math, sheet=sheet, errata=errata)
+    pages[ERRATA_PAGE] = _render("site_errata.md.j2", ERRATA_PAGE, math, sheet=sheet, errata=errata,
+                                 search_boost=ERRATA_SEARCH_BOOST)
     return pages
 
 
@@ -350,23 +526,128 @@ _CDN_SCRIPTS = re.compile(
 )
 
 
-def typeset_notebook_html(html: str, math: MathHtml, download_url: str | None = None) -> str:
+def typeset_notebook_html(html: str, math: MathHtml, download_url: str | None = None,
+                          plain: Mapping[str, str] | None = None) -> str:
     """mkdocs-jupyter's page HTML with KaTeX instead of TeX, without CDN scripts, and with a
-    download button under the title when `download_url` is given."""
+    download button under the title when `download_url` is given.
+
+    The math is kept out of the search index; its plain form (`plain`, by display TeX, as
+    `plain_forms` gives it; else `tex_to_plain`) is indexed instead."""
 
     # The notebooks' Markdown trims the TeX of block scalars; so does the lookup.
     typeset = {(tex.strip(), display): markup for (tex, display), markup in math.items()}
+    plain = plain or {}
+
+    def replace(match: re.Match[str], display: bool) -> str:
+        tex = html_unescape(match[1]).strip()
+        markup = typeset.get((tex, display))
+        if markup is None:
+            return match[0]
+        label = escape(plain.get(tex) or tex_to_plain(tex) if display else tex_to_plain(tex))
+        css = ' class="sg-math"' if display else ""
+        return (f'<sg-m{css} role="math" aria-label="{label}" {_NO_SEARCH}>{markup}</sg-m>'
+                f'<span class="sg-plain" hidden>{label}</span>')
 
     def cell(match: re.Match[str]) -> str:
-        body = _DISPLAY_TEX.sub(
-            lambda m: typeset.get((html_unescape(m[1]).strip(), True), m[0]), match[2])
-        body = _INLINE_TEX.sub(lambda m: typeset.get((html_unescape(m[1]).strip(), False), m[0]), body)
+        body = _DISPLAY_TEX.sub(lambda m: replace(m, True), match[2])
+        body = _INLINE_TEX.sub(lambda m: replace(m, False), body)
         return match[1] + body + match[3]
 
     html = _CDN_SCRIPTS.sub("", _MARKDOWN_CELL.sub(cell, html))
     if download_url:
-        button = (f'<p class="sg-downloads"><a class="md-button" href="{escape(download_url)}" download>'
-                  "Download this notebook (.ipynb)</a></p>")
+        button = (f'<p class="sg-downloads" {_NO_SEARCH}><a class="md-button" href="{escape(download_url)}" '
+                  "download>Download this notebook (.ipynb)</a></p>")
         end = html.find("</h1>")
         html = html[:end + 5] + button + html[end + 5:] if end >= 0 else button + html
     return html
+
+
+@dataclass(frozen=True)
+class NotebookPage:
+    html: str
+    """The page content, linking the shared assets instead of carrying them inline."""
+    assets: Mapping[str, str]
+    """Site path → text of what every notebook page shares: mkdocs-jupyter's inline CSS (JupyterLab's
+    theme, ~0.6 MB) and its copy-button script, each named by a hash of its content."""
+
+
+_STYLE = re.compile(r"<style[^>]*>(.*?)</style>\s*", re.DOTALL)
+_CLIPBOARD_SCRIPT = re.compile(r"<script>(\s*\(function \(global, factory\).*?ClipboardCopyElement.*?)</script>\s*",
+                               re.DOTALL)
+_H1 = re.compile(r"(<h1\b[^>]*>)(.*?)(<a class=\"anchor-link\"[^>]*>¶</a>)?(</h1>)", re.DOTALL)
+# Markup that is UI, not content, kept out of the search index. Each element named here holds no
+# element of its own tag (see _NO_SEARCH): prompts hold text, the copy button a <div>, the
+# highlighted input a <pre> (the card on the section page shows the same code, indexed there), a
+# text output a <pre> (numbers, which only add noise to results).
+_NOTEBOOK_UI = re.compile(
+    r'<(div class="(?:jp-InputPrompt|jp-OutputPrompt|highlight-ipynb)\b[^"]*")|<(clipboard-copy)\b'
+    r'|<(div class="jp-RenderedText jp-OutputArea-output" data-mime-type="text/plain")')
+# The copy button copies a hidden duplicate of each cell's source; the highlighted <pre> has the
+# same text (textContent), so the button targets the <pre> and the duplicate goes.
+_COPY_TEXT = re.compile(r'(<div class="highlight-ipynb[^"]*"[^>]*>)<pre>(.*?)</pre></div>\s*'
+                        r'<div class="clipboard-copy-txt"[^>]*\bid="([^"]+)"[^>]*>.*?</div>', re.DOTALL)
+# Its icon, the same 0.6 KB SVG in every cell, becomes one CSS mask (sheetgen.css).
+_COPY_ICON = re.compile(r'<svg [^>]*class="clipboard-copy-icon"[^>]*>.*?</svg>', re.DOTALL)
+# Pygments tokens the notebook theme gives no style of its own (names, whitespace): plain text.
+_PLAIN_TOKEN = re.compile(r'<span class="(?:n|w)">([^<]*)</span>')
+
+
+def _shared_asset(kind: str, text: str) -> tuple[str, str]:
+    return f"assets/notebook-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}.{kind}", text
+
+
+def notebook_page(html: str, math: MathHtml, url_for: Callable[[str], str], *,
+                  download: str | None = None, plain: Mapping[str, str] | None = None,
+                  title_suffix: str = NOTEBOOK_TITLE_SUFFIX) -> NotebookPage:
+    """Everything the site does to a notebook page mkdocs-jupyter rendered: KaTeX (see
+    `typeset_notebook_html`); its inline CSS and copy-button script moved to shared files, the
+    per-cell copies of the code and of the copy icon dropped; the title marked as the notebook's (in
+    the page and in search results); permalinks like the other pages' (not indexed); prompts, copy
+    buttons and input code kept out of the search index.
+
+    `url_for` maps a site path to a URL relative to this page."""
+    html = typeset_notebook_html(html, math, url_for(download) if download else None, plain)
+    assets: dict[str, str] = {}
+    links: list[str] = []
+    css = "\n".join(m[1].strip() for m in _STYLE.finditer(html))
+    if css:
+        path, _ = _shared_asset("css", css)
+        assets[path] = css
+        links.append(f'<link rel="stylesheet" href="{escape(url_for(path))}">')
+        html = _STYLE.sub("", html)
+    script = _CLIPBOARD_SCRIPT.search(html)
+    if script:
+        path, _ = _shared_asset("js", script[1].strip() + "\n")
+        assets[path] = script[1].strip() + "\n"
+        links.append(f'<script src="{escape(url_for(path))}"></script>')
+        html = html[:script.start()] + html[script.end():]
+    html = "\n".join(links) + "\n" + html
+    html = _COPY_TEXT.sub(lambda m: f'{m[1]}<pre id="{m[3]}">{m[2]}</pre></div>', html)
+    html = _COPY_ICON.sub('<span class="clipboard-copy-icon sg-copy-icon" aria-hidden="true"></span>', html)
+    html = _PLAIN_TOKEN.sub(r"\1", html)
+    html = _H1.sub(lambda m: f"{m[1]}{m[2].rstrip()}{escape(title_suffix)}{m[4]}", html, count=1)
+    html = html.replace('<a class="anchor-link"', '<a class="headerlink" title="Permanent link"')
+    html = _NOTEBOOK_UI.sub(lambda m: f"<{m[1] or m[2] or m[3]} {_NO_SEARCH}", html)
+    return NotebookPage(html=html, assets=assets)
+
+
+_UI_MARKUP = re.compile(r'<(div class="tabbed-labels"|p class="admonition-title")')
+
+
+def mark_ui_for_search(html: str) -> str:
+    """A generated page's tab labels and admonition titles ("NumPy", "Example", "Framework
+    conventions") kept out of the search index, where they ran into the text ("NumPyExample")."""
+    return _UI_MARKUP.sub(lambda m: f"<{m[1]} {_NO_SEARCH}", html)
+
+
+def compact_preview(png: bytes, colours: int = 32) -> bytes:
+    """The sheet preview as a palette PNG: the page is text and a few colours, so 32 colours look the
+    same and weigh about a quarter (252 KB → ~70 KB at 60 dpi). Deterministic for the same input."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        palette = image.convert("RGB").quantize(colors=colours, method=Image.Quantize.MEDIANCUT,
+                                                dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, "PNG", optimize=True)
+    return out.getvalue()
