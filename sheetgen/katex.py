@@ -18,9 +18,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .cache import read_json_cache, write_json_atomic
 from .errors import Problem, SheetError
 from .model import QA, EntryBase, Fact, Formula, Sheet, Snippet, Steps
-from .outputs import write_atomic
 
 __all__ = [
     "OPTIONS",
@@ -258,24 +258,6 @@ class KatexRenderer:
             return
         entries = dict(list(cache.items())[-_CACHE_LIMIT:])
         write_json_atomic(self.cache_path, {"format": _CACHE_FORMAT, "katex": self.version, "entries": entries})
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Caches are written whole or not at all, so a crash or a parallel build never leaves half a file."""
-    write_atomic(path, json.dumps(data, ensure_ascii=False, sort_keys=True))
-
-
-def read_json_cache(path: Path | None, field: str, format_version: int = 1) -> dict[str, Any]:
-    """The `field` mapping of a cache written as `{"format": format_version, field: {...}}`; empty when there
-    is no path or the file is missing, corrupt or of another format: it is only a cache."""
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    found = data.get(field) if isinstance(data, dict) and data.get("format") == format_version else None
-    return found if isinstance(found, dict) else {}
 
 
 @cache

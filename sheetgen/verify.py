@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 
+from .cache import FileCache
 from .katex import KatexRenderer
 from .model import Sheet
-from .outputs import write_atomic
 
 __all__ = ["Verified", "verify", "verify_key"]
 
@@ -61,17 +61,17 @@ def verify(sheet: Sheet, yaml_text: str, *, renderer: KatexRenderer, cache_dir: 
     from .render.site import math_requests
 
     key = verify_key(yaml_text, renderer)
-    marker = cache_dir / "verified" / f"{key[:32]}.json" if cache_dir is not None else None
-    if marker is not None and marker.is_file():
+    markers = FileCache(cache_dir / "verified", ".json", keep=32) if cache_dir is not None else None
+    found = markers.get(key) if markers is not None else None
+    if found is not None:
         try:
-            data = json.loads(marker.read_text(encoding="utf-8"))
+            data = json.loads(found)
             if data.pop("format", None) == FORMAT:
                 data["printed_skipped"] = tuple(tuple(pair) for pair in data["printed_skipped"])
                 data["printed_ids"] = tuple(data["printed_ids"])
                 data["cached"] = True
-                marker.touch()  # last use, for eviction
                 return Verified(**data)
-        except (OSError, ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError):
             pass  # an unreadable marker is a cache miss
     started = time.perf_counter()
     requests = math_requests(sheet)
@@ -85,11 +85,10 @@ def verify(sheet: Sheet, yaml_text: str, *, renderer: KatexRenderer, cache_dir: 
         printed_skipped=tuple(printed.skipped) if printed else (),
         printed_ids=tuple(printed.checked_ids) if printed else (),
         seconds=time.perf_counter() - started)
-    if marker is not None:
+    if markers is not None:
         data = {"format": FORMAT, **asdict(verified)}
         data.pop("cached")
-        write_atomic(marker, json.dumps(data, sort_keys=True))
-        _evict(marker.parent, keep=32)
+        markers.put(key, json.dumps(data, sort_keys=True))
     if say is not None:
         say(f"check: {verified.summary()} ({verified.seconds:.2f} s)")
     return verified
@@ -112,10 +111,3 @@ def _package_digest() -> str:
         if path.is_file() and path.suffix in {".py", ".j2", ".cjs"}:
             digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
-
-
-def _evict(folder: Path, keep: int) -> None:
-    """Keep the `keep` most recently used markers (a hit touches its marker)."""
-    markers = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in markers[keep:]:
-        old.unlink(missing_ok=True)
