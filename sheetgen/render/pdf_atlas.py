@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
-from ..katex import read_json_cache, write_json_atomic
+from ..cache import read_json_cache, write_json_atomic
 
 if TYPE_CHECKING:
     from .pdf_engine import Engine

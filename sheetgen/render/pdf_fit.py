@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache import read_json_cache, write_json_atomic
 from ..errors import SheetError
-from ..katex import entry_texts, read_json_cache, write_json_atomic
+from ..katex import entry_texts
 from ..model import Formula, Sheet, Snippet
 from .code import function_source
 from .pdf_atlas import MathImage
@@ -129,6 +130,8 @@ class Probe:
     fill: float
     continued: tuple[str, ...] = ()
     """The entries given a "(cont.)" heading in this layout."""
+    settled: bool = True
+    """Whether those are exactly the entries that start a column mid-section (see render_pdf)."""
 
 
 _FILL_PER_UNIT = 0.80  # fill × capacity / units: 0.78–0.82 on the shipped sheet at 6.5–7 pt, A4 and Letter
