@@ -54,8 +54,8 @@ class Limits:
     """Address space the child may add to what it inherited (RLIMIT_AS)."""
     file_bytes: int = 64 << 20
     """Largest file the child may write (RLIMIT_FSIZE)."""
-    processes: int = 16
-    """New processes the child may start (RLIMIT_NPROC, counted over the user's processes)."""
+    processes: int = 64
+    """New processes or threads the child may start (RLIMIT_NPROC, over all of the user's; not for root)."""
 
 
 class Child:
@@ -263,14 +263,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _user_processes() -> int:
+def _user_tasks() -> int:
+    """Processes *and threads* of this user: what RLIMIT_NPROC counts on Linux."""
     uid = os.getuid()
     count = 0
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
                 with contextlib.suppress(OSError):
-                    count += entry.stat().st_uid == uid
+                    if entry.stat().st_uid == uid:
+                        count += len(os.listdir(f"/proc/{entry.name}/task"))
     return count
 
 
@@ -314,7 +316,7 @@ def _confine(limits: Limits, workdir: str) -> None:
     _limit(resource.RLIMIT_FSIZE, limits.file_bytes)
     _limit(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 2)  # SIGXCPU first, SIGKILL later
     if os.getuid() != 0:  # root ignores RLIMIT_NPROC; counting costs a /proc scan
-        _limit(resource.RLIMIT_NPROC, _user_processes() + limits.processes)
+        _limit(resource.RLIMIT_NPROC, _user_tasks() + limits.processes)
     _limit(resource.RLIMIT_AS, _address_space() + limits.memory_bytes)
 
 
