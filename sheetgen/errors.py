@@ -39,7 +39,8 @@ class Problem:
 
 def _printable(name: str) -> str:
     """Names come from the user's file: keep each message on one line, whatever they contain."""
-    return name if name.isprintable() and "]" not in name else repr(name)
+    shown = name if name.isprintable() and "]" not in name else repr(name)
+    return shown if len(shown) <= 60 else shown[:59] + "…"  # a 5,000-character id is named, not printed
 
 
 class SheetError(Exception):

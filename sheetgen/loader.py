@@ -12,6 +12,7 @@ import difflib
 import doctest
 import errno
 import keyword
+import math
 import os
 import re
 import stat
@@ -200,10 +201,15 @@ class _Builder:
                     return int(digits, 0)
                 except ValueError:
                     return int(digits)  # 012: YAML 1.2 reads decimal 12, Python's base 0 refuses it
-            lowered = digits.lower()
-            return float(lowered.replace(".inf", "inf").replace(".nan", "nan"))
+            number = float(digits.lower().replace(".inf", "inf").replace(".nan", "nan"))
         except ValueError:
             pass
+        else:
+            if math.isfinite(number):
+                return number
+            # No setting takes infinity or NaN, and NaN passes every `<=` check by failing it.
+            self.refuse(node, f"{text!r} is not a finite number", "write a number such as 6 or 0.5", field)
+            return None
         what = "a whole number" if whole else "a number"
         if _looks_numeric(text):  # YAML's resolver took it for a number (`0x_`, `1e`): a typo, or text
             problem = f"{text!r} looks like {what} to YAML but is not one"
@@ -737,6 +743,11 @@ def _ids(data: Any) -> dict[str, Path_]:
     return found
 
 
+def _shown(text: str) -> str:
+    """`text` quoted for a message, cut at 60 characters: a 5,000-character id is named, not printed."""
+    return repr(text) if len(text) <= 60 else repr(text[:57]) + "…"
+
+
 def _as_id(text: str) -> str:
     """`text` made into a valid id, or "" (for a suggestion in a message)."""
     candidate = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
@@ -747,7 +758,7 @@ def _bad_id(value: Any, field: str | None, data: Any, builder: _Builder) -> tupl
     """What is wrong with an id that does not match ID_PATTERN, and how to fix it."""
     text = str(value)
     if field == "tags":
-        return (f"{text!r} is not a valid tag: a tag is lowercase letters, digits and underscores, "
+        return (f"{_shown(text)} is not a valid tag: a tag is lowercase letters, digits and underscores, "
                 "starting with a letter", f"write e.g. {_as_id(text) or 'optimizer'!r}")
     rule = "use lowercase letters, digits and underscores, starting with a letter (e.g. cosine_similarity)"
     lower = text.lower()
@@ -755,13 +766,13 @@ def _bad_id(value: Any, field: str | None, data: Any, builder: _Builder) -> tupl
         other = _ids(data).get(lower) if field == "id" else None
         node = builder.nodes.get((*other, "id")) if other is not None else None
         if node is not None:
-            return (f"{text!r} is not a valid id: ids are lowercase, and {lower!r} is already the id at line "
-                    f"{node.start_mark.line + 1} (they would clash as file names on macOS and Windows)",
+            return (f"{_shown(text)} is not a valid id: ids are lowercase, and {_shown(lower)} is already the id "
+                    f"at line {node.start_mark.line + 1} (they would clash as file names on macOS and Windows)",
                     "rename it; ids must differ in more than case")
-        return f"{text!r} is not a valid id: ids are lowercase", f"write {lower!r}"
+        return f"{_shown(text)} is not a valid id: ids are lowercase", f"write {_shown(lower)}"
     if any(c in text for c in "/\\") or text.startswith("."):
-        return f"{text!r} is not a valid id: ids become file and function names, never paths", rule
-    return f"{text!r} is not a valid id", rule
+        return f"{_shown(text)} is not a valid id: ids become file and function names, never paths", rule
+    return f"{_shown(text)} is not a valid id", rule
 
 
 def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem]:
@@ -802,7 +813,8 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
             fix = f"add `{loc[-1]}: …`{hint}"
         elif kind == "string_type":
             problem = f"expected text, got {_describe(value)}"
-            fix = f"quote it: '{str(value).lower() if isinstance(value, bool) else value}'"
+            fix = (f"quote it: '{str(value).lower() if isinstance(value, bool) else value}'" if value is not None
+                   else "write the text after the colon, or remove the key if it is optional")
         elif kind in ("tuple_type", "list_type"):
             problem = f"expected a list, got {_describe(value)}"
             fix = "write one item per line, each starting with '- '"

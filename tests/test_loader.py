@@ -117,6 +117,11 @@ def test_valid_sheet_loads_into_a_frozen_model() -> None:
          "unknown key 'extra_css'"),
         ("        text: Some text.", "        text: Some text.\n        colour: '<b>'", 23, "note",
          "unknown key 'colour'"),
+        ("  title: Test sheet", "  title: Test sheet\n  print:\n    margin_mm: .nan", 4, None,
+         "'.nan' is not a finite number"),
+        ("  title: Test sheet", "  title: Test sheet\n  print:\n    font_max_pt: 1e999", 4, None,
+         "'1e999' is not a finite number"),
+        ("        name: Note", "        name:", 21, "note", "write the text after the colon"),
     ],
 )
 def test_bad_input_gets_one_located_message(old: str, new: str, line: int, entry_id: str | None,
@@ -409,3 +414,8 @@ def test_an_output_that_cannot_be_written_is_named_and_left_as_it_was(tmp_path: 
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
     assert target.read_text(encoding="utf-8") == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["formulas.py"]  # no temporary file left
+
+
+def test_a_huge_id_is_named_not_printed() -> None:
+    line = problem_lines(VALID.replace("        id: note", "        id: N" + "o" * 5000))[0]
+    assert len(line) < 300 and "5001 characters; the limit is" in line
