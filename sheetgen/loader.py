@@ -207,7 +207,7 @@ class _Builder:
         else:
             if math.isfinite(number):
                 return number
-            # No setting takes infinity or NaN, and NaN passes every `<=` check by failing it.
+            # No setting takes infinity or NaN (for NaN, pydantic would say "should be <= 40", misleadingly).
             self.refuse(node, f"{text!r} is not a finite number", "write a number such as 6 or 0.5", field)
             return None
         what = "a whole number" if whole else "a number"
