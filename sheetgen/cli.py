@@ -76,6 +76,19 @@ def cmd_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_anki(args: argparse.Namespace) -> int:
+    """Write the Anki deck (.apkg: formulas, rapid-fire questions, facts), after the whole check passed."""
+    from .render.anki import note_count, render_deck
+
+    with BuildLock(args.cache_dir.parent, wait=args.wait):
+        sheet, _, _, _ = _verified(args.file, args.cache_dir)
+        deck = render_deck(sheet)
+        changed = write_atomic(args.output, deck)
+    _say(f"{args.output}: {note_count(sheet)} notes ({len(deck) / 1024:.0f} KB)"
+         + ("" if changed else " (unchanged)"))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """Write the JSON Schema of formulas.yaml."""
     from .schema import json_schema
@@ -247,6 +260,16 @@ def _code_args(parser: argparse.ArgumentParser) -> None:
 
 
 _register("code", cmd_code, _code_args)
+
+
+def _anki_args(parser: argparse.ArgumentParser) -> None:
+    _output_arg("build/cheatsheet.apkg")(parser)
+    parser.add_argument("--cache-dir", type=Path, default=Path("build/.cache"),
+                        help="where the passed check is remembered (default: build/.cache)")
+    _wait_arg(parser)
+
+
+_register("anki", cmd_anki, _anki_args)
 
 
 def _schema_args(parser: argparse.ArgumentParser) -> None:
