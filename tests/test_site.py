@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -387,3 +388,160 @@ def test_notebook_pages_are_typeset(site_dir: Path, sheet: Sheet) -> None:
     assert html.count('class="katex-display"') >= len(formulas)
     assert "MathJax" not in html and "mermaid.esm" not in html
     assert "jp-OutputArea-output" in html  # executed: outputs are shown
+
+
+# --- search, notebook pages, small things (fast; Material's own search parser) -------------------
+
+
+def search_index(html: str, title: str = "Page") -> list[dict[str, str]]:
+    """What Material's search plugin indexes for `html` (its own parser), as (title, text) entries."""
+    from material.plugins.search.plugin import Parser
+
+    parser = Parser()
+    parser.feed(html)
+    parser.close()
+    return [{"title": "".join(s.title) or title, "text": unescape(re.sub(r"<[^>]+>", "", "".join(s.text)))}
+            for s in parser.data if not s.is_excluded()]
+
+
+def test_tex_to_plain() -> None:
+    # Expected strings written out by hand from the TeX.
+    assert site.tex_to_plain(r"m_t/(1-\beta_1^t)") == "mₜ/(1-β₁ᵗ)"
+    assert site.tex_to_plain(r"\frac{W - K + 2P}{S} + 1") == "(W - K + 2P)/S + 1"
+    assert site.tex_to_plain(r"\sqrt{d_k}") == "√dₖ"
+    assert site.tex_to_plain(r"\lVert y - X w \rVert^2") == "‖ y - X w ‖²"
+    assert site.tex_to_plain(r"\text{zero } p\% \text{ of}") == "zero p% of"
+    assert site.tex_to_plain(r"\operatorname{softmax}(z)_i") == "softmax(z)ᵢ"
+    assert site.tex_to_plain(r"\hat m") == "m\u0302"
+
+
+def test_search_indexes_plain_formulas_not_katex() -> None:
+    html = to_html(site.render_pages(tiny_sheet(), FakeMath(), site.Links())["sections/basics.md"])
+    entries = search_index(site.mark_ui_for_search(html))
+    text = " ".join(e["text"] for e in entries)
+    assert "*_x_*" not in text  # FakeMath's KaTeX stand-in is skipped, display and inline
+    assert "y = 2 x" in text and "a² + b² = c²" in text  # plain forms (tex_to_plain: no `plain` in TINY)
+    assert "Doubles x;" in text  # inline math: its plain form in place
+    assert "NumPyExample" not in text.replace(" ", "") and "Framework conventions" not in text
+    assert "One-page PDF" not in text  # the download buttons
+    assert "Twice *not emphasis*" in [e["title"] for e in entries]
+
+
+def test_section_pages_outrank_notebooks_and_errata_in_search() -> None:
+    pages = site.render_pages(tiny_sheet(), FakeMath(), site.Links())
+    boost = re.compile(r"\A---\nsearch:\n  boost: ([0-9.]+)\n---\n")
+    section, errata = boost.match(pages["sections/basics.md"]), boost.match(pages["errata.md"])
+    assert section and errata
+    assert float(section[1]) > 1 > float(errata[1]) > site.NOTEBOOK_SEARCH_BOOST
+
+
+def test_module_button_only_where_there_is_code() -> None:
+    text = TINY + """\
+  - id: talk
+    title: Talk only
+    entries:
+      - kind: qa
+        id: why
+        question: Why?
+        answer: ['Because.']
+"""
+    pages = site.render_pages(tiny_sheet(text), FakeMath(), site.Links())
+    assert "NumPy module" in pages["sections/basics.md"]
+    assert "NumPy module" not in pages["sections/talk.md"] and "One-page PDF" in pages["sections/talk.md"]
+
+
+def test_numpy_tab_code_runs_when_copied() -> None:
+    page = site.render_pages(tiny_sheet(), FakeMath(), site.Links())["sections/basics.md"]
+    tab = page[page.index('=== "NumPy"'):page.index('=== "Example"')]
+    code = textwrap_dedent_fence(tab)
+    assert code.startswith("import numpy as np\n")
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "tab", "exec"), namespace)  # the sheet's own tested code
+    assert int(namespace["twice"](2)) == 4
+
+
+def textwrap_dedent_fence(tab: str) -> str:
+    import textwrap
+
+    body = tab.split("```", 2)[1].split("\n", 1)[1]
+    return textwrap.dedent(body).rstrip() + "\n"
+
+
+def test_edit_links_point_at_the_entry_line() -> None:
+    text = TINY.replace("  title: Tiny sheet\n", "  title: Tiny sheet\n  repo_url: https://example.org/o/r\n")
+    sheet = tiny_sheet(text)
+    line = text.splitlines().index("        id: a_fact")  # 0-based index of the id line; the entry starts above
+    url = site.edit_url(sheet, "a_fact")
+    assert url == f"https://example.org/o/r/blob/HEAD/tiny.yaml#L{line}"
+    html = to_html(site.render_pages(sheet, FakeMath(), site.Links())["sections/basics.md"])
+    assert f'href="{url}"' in html
+    assert "edit" not in " ".join(e["text"] for e in search_index(html))
+    assert site.edit_url(tiny_sheet(), "a_fact") == ""  # no repo_url, no link
+
+
+NOTEBOOK_HTML = """<script>
+(function (global, factory) { global.ClipboardCopyElement = factory(); })</script>
+<style type="text/css">.jupyter-wrapper{--big:1}</style>
+<style>.jp-Mermaid{display:none}</style>
+<div class="jupyter-wrapper"><div class="jp-Cell">
+<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown jp-MarkdownOutput" data-mime-type="text/markdown">
+<h1 id="basics">Basics<a class="anchor-link" href="#basics">¶</a></h1><p>intro</p></div>
+<div class="jp-RenderedHTMLCommon jp-RenderedMarkdown jp-MarkdownOutput" data-mime-type="text/markdown">
+<h2 id="twice">Twice<a class="anchor-link" href="#twice">¶</a></h2><p>$$
+y = 2 x
+$$</p></div>
+<div class="jp-InputPrompt jp-InputArea-prompt">In [1]:</div><div class="zeroclipboard-container">
+<clipboard-copy for="cell-1"><div><span class="notice" hidden="">Copied!</span>
+<svg aria-hidden="true" class="clipboard-copy-icon" viewbox="0 0 16 16"><path d="M0 0"></path></svg></div>
+</clipboard-copy></div>
+<div class="highlight-ipynb hl-python"><pre><span></span><span class="n">twice</span><span class="p">(</span>\
+<span class="mi">2</span><span class="p">)</span>
+</pre></div>
+<div class="clipboard-copy-txt" id="cell-1">twice(2)</div>
+<div class="jp-OutputPrompt jp-OutputArea-prompt">Out[1]:</div>
+<div class="jp-RenderedText jp-OutputArea-output" data-mime-type="text/plain" tabindex="0"><pre>4</pre></div>
+</div></div>"""
+
+
+def test_notebook_page_shares_its_css_and_keeps_ui_out_of_search() -> None:
+    math = {("y = 2 x", True): '<span class="katex-display"><span class="katex">KATEX</span></span>'}
+    out = site.notebook_page(NOTEBOOK_HTML, math, lambda path: "../../" + path,
+                             download="downloads/notebooks/basics.ipynb", plain={"y = 2 x": "y = 2·x"})
+    css_path = next(p for p in out.assets if p.endswith(".css"))
+    js_path = next(p for p in out.assets if p.endswith(".js"))
+    assert "<style" not in out.html and "--big:1" in out.assets[css_path] and "jp-Mermaid" in out.assets[css_path]
+    assert f'<link rel="stylesheet" href="../../{css_path}">' in out.html
+    assert "ClipboardCopyElement" in out.assets[js_path] and f'src="../../{js_path}"' in out.html
+    assert "ClipboardCopyElement" not in out.html
+    # The copy button copies the <pre> (same text), the hidden duplicate and the per-cell SVG are gone.
+    assert '<pre id="cell-1">' in out.html and "clipboard-copy-txt" not in out.html and "<svg" not in out.html
+    assert re.sub(r"<[^>]+>", "", out.html).count("twice(2)") == 1  # the highlighted code, shown once
+    assert '<a class="headerlink" title="Permanent link" href="#twice">' in out.html
+    entries = search_index(out.html, title="Basics")
+    assert entries[0]["title"] == "Basics" and any(e["title"] == "Basics — notebook" for e in entries)
+    text = " ".join(e["text"] + e["title"] for e in entries)
+    for noise in ("¶", "Copied!", "In [1]", "Out[1]", "KATEX", "twice(2)", "Download this notebook"):
+        assert noise not in text, noise
+    assert "y = 2·x" in text and "intro" in text
+    # Same CSS, same file name: one stylesheet for every notebook page.
+    again = site.notebook_page(NOTEBOOK_HTML.replace("Basics", "Other"), math, lambda path: path)
+    assert set(again.assets) == set(out.assets)
+
+
+def test_compact_preview_is_smaller_and_looks_the_same() -> None:
+    from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+    image = Image.new("RGB", (700, 500), "white")
+    draw = ImageDraw.Draw(image)
+    for row in range(0, 500, 12):  # text-like strokes in a few colours, anti-aliased edges
+        draw.text((10, row), "softmax(z) = exp(z) / sum exp(z)   " * 3, fill=(20, 20, 20 + row % 80))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    png = buffer.getvalue()
+    small = site.compact_preview(png)
+    assert small.startswith(b"\x89PNG") and len(small) < len(png)
+    with Image.open(io.BytesIO(small)) as out:
+        assert out.size == image.size
+        difference = ImageStat.Stat(ImageChops.difference(out.convert("RGB"), image)).mean
+    assert max(difference) < 3  # of 255 per channel: the same picture to the eye
+    assert site.compact_preview(png) == small  # deterministic
