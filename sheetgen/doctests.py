@@ -89,21 +89,29 @@ def run_doctests(sheet: Sheet, module_source: str | types.ModuleType | None = No
         outcome = sandbox.run(_run_in_child, sheet, source, tuple(checks), True, limits=limits,
                               result_types=result_types)
     if outcome.failure is not None:
-        raise SheetError([_located_failure(sheet, outcome, limits)])
-    result: dict[str, Any] = outcome.value
+        raise SheetError([_located_failure(sheet, outcome)])
+    result = outcome.value
+    if not (isinstance(result, dict) and isinstance(result.get("problems"), list)
+            and all(isinstance(p, Problem) for p in result["problems"])
+            and isinstance(result.get("examples"), int) and isinstance(result.get("extra"), dict)):
+        # The examples ran in that process and could have changed anything there, our code included.
+        raise SheetError([Problem(sheet.source_path, 0, "running the examples: the process sent back something "
+                                  "that is not a report", "formulas.yaml is code: see the README section "
+                                  "'formulas.yaml is code'")])
     if result["problems"]:
         raise SheetError(result["problems"])
     return DoctestReport(formulas=len(sheet.formulas()), examples=result["examples"], extra=result["extra"])
 
 
-def _located_failure(sheet: Sheet, outcome: sandbox.Outcome, limits: sandbox.Limits) -> Problem:
+def _located_failure(sheet: Sheet, outcome: sandbox.Outcome) -> Problem:
     """A timeout or a dead child, at the example (or the definition) it happened in."""
     step, note, what = outcome.step, outcome.note, outcome.message
-    if isinstance(step, tuple) and step[0] == "formula":
+    ids = {f.id for f in sheet.formulas()}
+    if isinstance(step, tuple) and len(step) == 2 and step[0] == "formula" and step[1] in ids:
         formula_id = step[1]
         line = sheet.line_of(formula_id, "examples")
         at = ""
-        if isinstance(note, tuple):
+        if isinstance(note, tuple) and len(note) == 2 and isinstance(note[0], int) and isinstance(note[1], str):
             line += note[0]
             at = f"`{sandbox.clip(note[1], 80)}`"
         if outcome.failure == "timeout":
@@ -113,12 +121,13 @@ def _located_failure(sheet: Sheet, outcome: sandbox.Outcome, limits: sandbox.Lim
             problem = f"examples of {formula_id} stopped" + (f" at {at}" if at else "") + f": {what}"
             fix = "examples must not exit the interpreter, kill the process or exhaust its limits"
         return Problem(sheet.source_path, line, problem, fix, None, formula_id, "examples")
-    if isinstance(step, tuple) and step[0] == "define" and isinstance(note, str):
+    if step == ("define", None) and note in ids:
+        assert isinstance(note, str)
         what = f" {what}" if outcome.failure == "timeout" else f": {what}"
         return Problem(sheet.source_path, sheet.line_of(note, "implementation"), f"defining {note}{what}",
                        "default arguments run when the module is imported; compute them inside the function",
                        None, note, "implementation")
-    if isinstance(step, tuple) and step[0] == "check":
+    if isinstance(step, tuple) and len(step) == 2 and step[0] == "check":
         what = f" {what}" if outcome.failure == "timeout" else f": {what}"
         return Problem(sheet.source_path, 0, f"the check {step[1]}{what}", "this is a bug in sheetgen; report it")
     return Problem(sheet.source_path, 0, f"running the examples: {what}",
