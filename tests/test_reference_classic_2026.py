@@ -60,6 +60,8 @@ def test_kl_divergence_zero_terms_infinity_and_asymmetry(formulas):
     # q = 0 where p > 0: +inf, without a RuntimeWarning (pytest turns warnings into errors)
     assert float(formulas.kl_divergence([0.5, 0.5], [1.0, 0.0])) == math.inf
     assert stats.entropy([0.5, 0.5], [1.0, 0.0]) == math.inf
+    # p = q = 0 in the same place: the term is 0 (no nan, no 'invalid value' warning)
+    close(formulas.kl_divergence([0.5, 0.5, 0.0], [0.25, 0.75, 0.0]), stats.entropy([0.5, 0.5, 0.0], [0.25, 0.75, 0.0]))
     p = [0.5, 0.3, 0.2]
     assert float(formulas.kl_divergence(p, p)) == 0.0
     forward = float(formulas.kl_divergence([0.5, 0.3, 0.2], [0.2, 0.5, 0.3]))
