@@ -17,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # Reproducible outputs: dates come from the last commit, not the clock.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
-.PHONY: all setup system system-test build module schema pdf site serve notebooks check test test-fast lint fuzz bench golden preview clean
+.PHONY: all setup system system-test build module schema pdf site serve notebooks anki check test test-fast lint fuzz bench golden preview clean
 
 all: build
 
@@ -66,6 +66,10 @@ preview: setup
 
 notebooks: setup
 	$(SHEETGEN) notebooks -f $(YAML)
+
+# The Anki deck (`make` builds it too, with everything else).
+anki: setup
+	$(SHEETGEN) anki -f $(YAML) -o build/cheatsheet.apkg
 
 site: setup
 	$(SHEETGEN) site -f $(YAML)
