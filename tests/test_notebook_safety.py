@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from pathlib import Path
 
 import nbformat
@@ -45,6 +46,8 @@ sections:
         id: rich
         name: Rich reprs
         latex: 'y = x'
+        check:
+          skip: the example passes an object with rich representations, not numbers
         meaning: Returns objects whose rich representations carry scripts.
         source: A test
         implementation: |
@@ -182,3 +185,23 @@ def test_kernel_folders_of_killed_builds_are_removed(tmp_path: Path) -> None:
     notebook = next(iter(render_notebooks(small_sheet()).values()))
     execute_notebook(notebook, tmp_path)
     assert not stale.exists()
+
+
+def test_a_notebook_has_a_total_time_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capfd: pytest.CaptureFixture[str]) -> None:
+    from sheetgen.errors import SheetError
+    from sheetgen.render import notebooks
+    from tests.test_notebooks import SMALL, small_sheet
+
+    monkeypatch.setattr(notebooks, "NOTEBOOK_SECONDS", 8.0)
+    marker = "          >>> values = square([1, 2])\n"
+    slow = "__import__('time').sleep(60) if 'ipykernel' in __import__('sys').modules else None"
+    sheet = small_sheet(SMALL.replace(marker, f"          >>> {slow}\n{marker}"))
+    started = time.monotonic()
+    with pytest.raises(SheetError) as raised:
+        notebooks.execute_notebooks(notebooks.render_notebooks(sheet), tmp_path, sheet=sheet, timeout=120)
+    assert time.monotonic() - started < 30
+    time.sleep(1)  # the interrupted kernel logs a traceback while it shuts down: it must not reach our stderr
+    assert "Traceback" not in capfd.readouterr().err
+    assert str(raised.value).startswith(f"small.yaml:{sheet.line_of('square', 'examples')} [square] examples: "
+                                        "notebook notebooks/algebra.ipynb failed: the notebook ran longer than 8 s")

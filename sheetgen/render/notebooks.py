@@ -17,6 +17,8 @@ import os
 import platform
 import re
 import shutil
+import subprocess
+import time
 import tokenize
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -306,14 +308,24 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
                 # IPC sockets instead of TCP: nothing listens on the network, and ipykernel does not
                 # print its warning about unencrypted TCP.
                 config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(workdir, "kernel")}})
+                total = NOTEBOOK_SECONDS
+                deadline = time.monotonic() + total
+
+                def cell_timeout(cell: Any) -> int:  # the whole notebook is bounded too, not only each cell
+                    return max(1, min(timeout, int(deadline - time.monotonic())))
+
                 client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, config=config,
                                         record_timing=False, resources={"metadata": {"path": workdir}},
-                                        kernel_manager_class=_limited_kernel_manager())
+                                        kernel_manager_class=_limited_kernel_manager(), timeout_func=cell_timeout)
                 try:
                     # The cells are YAML code: the kernel gets the sandbox's limits, this temporary folder
                     # as cwd and HOME, and no environment variables of ours (no tokens, no credentials).
-                    await client.async_execute(env=sandbox.scrubbed_env(workdir))
+                    # Its stdout/stderr go nowhere: an interrupted kernel logs tracebacks, even after we exit.
+                    await client.async_execute(env=sandbox.scrubbed_env(workdir), stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL)
                 except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+                    if isinstance(err, CellTimeoutError) and time.monotonic() >= deadline - 1:
+                        err = CellTimeoutError(f"the notebook ran longer than {total:g} s")
                     return _cell_error(notebook, err, sheet, name)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -323,6 +335,8 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
     return [error for error in outcomes if error is not None]
 
 
+NOTEBOOK_SECONDS = 600.0
+"""Wall clock for one whole notebook (each cell also has its own timeout)."""
 KERNEL_LIMITS = sandbox.Limits(cpu_seconds=300, memory_bytes=1 << 30, file_bytes=64 << 20)
 
 
@@ -339,7 +353,7 @@ def _limited_kernel_manager() -> type:
 
 
 def _cell_error(notebook: NotebookNode, err: Exception, sheet: Sheet | None, name: str) -> SheetError:
-    from nbclient.exceptions import DeadKernelError
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     failed: Any = None
     for cell in notebook.cells:
@@ -351,7 +365,9 @@ def _cell_error(notebook: NotebookNode, err: Exception, sheet: Sheet | None, nam
         failed = started[-1] if started else (code_cells[0] if code_cells else None)
     message = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     error = next((o for o in failed.outputs if o.get("output_type") == "error"), None) if failed is not None else None
-    if error is not None:
+    if isinstance(err, CellTimeoutError):  # the kernel was interrupted: its KeyboardInterrupt says nothing
+        message = str(err).strip().splitlines()[0] if str(err).strip() else "a cell timed out"
+    elif error is not None:
         message = str(error.get("ename", "Error")) + (f": {error['evalue']}" if error.get("evalue") else "")
     elif isinstance(err, DeadKernelError):
         message = "the kernel died (out of memory, CPU time, or the code ended it)"
