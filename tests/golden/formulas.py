@@ -257,8 +257,10 @@ def kl_divergence(p, q):
     """
     p = np.asarray(p, dtype=float)
     q = np.asarray(q, dtype=float)
+    support = p > 0  # 0·ln 0 = 0: a term with p = 0 vanishes, whatever q is
     with np.errstate(divide='ignore'):  # p > 0 where q = 0 gives +inf, as scipy does
-        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / q), 0.0)  # 0·ln 0 = 0
+        ratio = np.where(support, p, 1.0) / np.where(support, q, 1.0)
+        terms = np.where(support, p * np.log(ratio), 0.0)
     return np.sum(terms, axis=-1)
 
 
@@ -552,9 +554,9 @@ def ridge_fit(X, y, lam):
 
 
 def bias_variance_decomposition(predictions, y_true, noise_var=0.0):
-    """Bias–variance decomposition: Expected squared error at x over training sets (y = f + ε, Varε = σ²); each term averaged over the points.
+    """Bias–variance decomposition: Expected squared error over training sets D and points: f̄ is the mean model, y = f + ε with noise variance σ² that no model can remove.
 
-    Formula: E[(y − f̂)²] = (E[f̂] − f)² + E[(f̂ − E[f̂])²] + σ²  (bias² + variance + noise)
+    Formula: Err = E[(y − f̂)²] = Bias² + Var + σ²,  Bias² = E[(f̄ − f)²],  Var = E[(f̂ − f̄)²],  f̄ = E_D[f̂]
     Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §7.3, eq. 7.9
     Conventions:
       - predictions has shape (n_models, n_points): one row per model trained on another sample;
@@ -639,9 +641,9 @@ def rbf_kernel(X, Y, gamma):
 
 
 def kmeans_objective(X, centers, labels):
-    """k-means objective: Within-cluster sum of squares: what each Lloyd step lowers (or keeps) until it converges to a local minimum.
+    """k-means objective: Within-cluster sum of squares (rₙₖ = 1 when xₙ is in cluster k): what each Lloyd step lowers (or keeps) until it converges to a local minimum.
 
-    Formula: J = Σₙ ‖xₙ − μ_{cₙ}‖²  (cₙ = cluster of xₙ)
+    Formula: J = Σₙ Σₖ rₙₖ ‖xₙ − μₖ‖²,  rₙₖ = 1 if xₙ is in cluster k, else 0
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §9.1, eq. 9.1
     Conventions:
       - sklearn KMeans.inertia_ is this sum (not a mean) for its labels_ and cluster_centers_.
@@ -659,7 +661,7 @@ def kmeans_objective(X, centers, labels):
 def kmeans_step(X, centers):
     """k-means (Lloyd) step: Assign every point to its nearest centre, then move each centre to the mean of its points. An empty cluster keeps its centre here.
 
-    Formula: cₙ = argminₖ ‖xₙ − μₖ‖²;  μₖ ← mean of the xₙ with cₙ = k
+    Formula: rₙₖ = 1[k = argmin_j ‖xₙ − μ_j‖²];  μₖ = Σₙ rₙₖxₙ / Σₙ rₙₖ
     Source: Bishop, Pattern Recognition and Machine Learning (2006), §9.1, eqs. 9.2 and 9.4
     Conventions:
       - sklearn KMeans moves an empty cluster to a far-away point instead; ties here go to the
@@ -722,8 +724,8 @@ def xgboost_leaf_weight(g, h, lam):
 def huber_loss(y, y_hat, delta=1.0):
     """Huber loss: Squared error near zero, absolute error in the tails: less swayed by outliers than MSE, smooth unlike MAE.
 
-    Formula: L_δ(r) = ½r² if |r| ≤ δ, else δ(|r| − ½δ);  r = y − ŷ, averaged over samples
-    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §10.6, eq. 10.23
+    Formula: L_δ = (1/n) Σᵢ [½rᵢ² if |rᵢ| ≤ δ, else δ(|rᵢ| − ½δ)],  rᵢ = yᵢ − ŷᵢ
+    Source: Hastie, Tibshirani & Friedman, The Elements of Statistical Learning (2nd ed., 2009), §10.6
     Conventions:
       - torch huber_loss(delta=δ) is this, averaged; torch smooth_l1_loss(beta=δ) is this
         divided by δ.
@@ -856,7 +858,7 @@ def average_precision(y_true, scores):
 def ndcg_at_k(relevance, k=None, gain="exponential"):
     """NDCG@k: Graded relevance rᵢ in ranked order, discounted by position; divided by the DCG of the best possible order (IDCG), so 1 is perfect. 0 when nothing is relevant.
 
-    Formula: DCG@k = Σᵢ₌₁ᵏ (2^rᵢ − 1)/log₂(i + 1);  NDCG@k = DCG@k / IDCG@k  (IDCG: the same for the ideal order)
+    Formula: NDCG@k = DCG / IDCG,  DCG = Σᵢ₌₁ᵏ (2^rᵢ − 1)/log₂(i + 1)  (IDCG: the DCG of the ideal order)
     Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §8.4
     Conventions:
       - gain=exponential uses 2^r − 1 (IIR, Burges et al.); gain=linear uses r, like sklearn
@@ -925,11 +927,11 @@ def mean_reciprocal_rank(relevance_lists):
     """Mean reciprocal rank: Average over queries of one over the position of the first relevant result.
 
     Formula: MRR = (1/|Q|) Σ_q 1/rank_q  (1/rank_q = 0 when query q has no relevant result)
-    Source: Voorhees, The TREC-8 Question Answering Track Report, TREC-8 (1999), §3
+    Source: Voorhees, The TREC-8 Question Answering Track Report, TREC-8, NIST SP 500-246 (1999), §3
     Conventions:
       - Each list holds 0/1 relevance in ranked order; lists may differ in length.
 
-    >>> round(mean_reciprocal_rank([[0, 0, 1], [1, 0], [0, 0, 0], [0, 1, 1]]), 6)  # (1/3 + 1 + 0 + 1/2) / 4
+    >>> round(mean_reciprocal_rank([[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 1, 1]]), 6)  # (1/3 + 1 + 0 + 1/2) / 4
     0.458333
     >>> mean_reciprocal_rank([[0, 0, 0, 0]])
     0.0
@@ -1322,7 +1324,7 @@ def gelu(x, approximate="none"):
         term = term * 2 * small**2 / (2 * n + 1)
         total = total + term
     erfc_small = 1 - 2 / np.sqrt(np.pi) * np.exp(-small**2) * total
-    big = np.maximum(a, 2.5)  # continued fraction of erfc for the tail
+    big = np.clip(a, 2.5, 40.0)  # continued fraction of erfc for the tail (0 beyond 40)
     f = big
     for k in range(80, 0, -1):
         f = big + (k / 2) / f
@@ -1437,7 +1439,8 @@ def focal_loss(p, y, gamma=2.0, alpha=0.25):
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
     p_t = y * p + (1 - y) * (1 - p)
     alpha_t = y * alpha + (1 - y) * (1 - alpha)
-    return float(np.mean(-alpha_t * (1 - p_t) ** gamma * np.log(p_t)))
+    with np.errstate(divide="ignore"):  # p_t = 0 gives inf, not a warning
+        return float(np.mean(-alpha_t * (1 - p_t) ** gamma * np.log(p_t)))
 
 
 def distillation_loss(student_logits, teacher_logits, y, T, alpha):
@@ -1656,8 +1659,8 @@ def warmup_cosine_lr(step, max_lr, warmup_steps, total_steps, min_lr=0.0):
     Conventions:
       - Same as Hugging Face get_cosine_schedule_with_warmup (η_min = 0) and torch LambdaLR with
         this function; torch CosineAnnealingLR(T_max = T − W, eta_min) is the decay part alone.
-      - nanoGPT warms up with (t + 1)/W, so its first step is not 0. t counts from 0; W = 0
-        means no warmup.
+      - nanoGPT warms up with (t + 1)/(W + 1), so its first step is not 0. t counts from 0; W =
+        0 means no warmup.
 
     >>> [round(float(warmup_cosine_lr(t, 2.0, 5, 13, 0.5)), 6) for t in (0, 1, 4, 5, 7, 9, 13, 20)]
     [0.0, 0.4, 1.6, 2.0, 1.78033, 1.25, 0.5, 0.5]
@@ -2141,6 +2144,8 @@ def top_p_filter(probs, p):
     >>> top_p_filter([0.3, 0.4, 0.3], 0.4).tolist()  # M = 0.4 is not < 0.4
     [0.0, 1.0, 0.0]
     """
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
     probs = np.asarray(probs, dtype=float)
     ranked = -np.sort(-probs, axis=-1)
     before = np.cumsum(ranked, axis=-1)  # then shifted: the mass ranked above
@@ -2244,7 +2249,7 @@ def tf_idf(counts):
 def bm25(tf, df, doc_len, avg_doc_len, n_docs, k1=1.5, b=0.75):
     """Okapi BM25: Score of document d for query q: idf times a term frequency that saturates (k₁), normalised by document length (b).
 
-    Formula: RSV_d = Σ_{t∈q} ln(N/df_t) · (k₁ + 1)tf_t / (k₁((1 − b) + b·L_d/L_ave) + tf_t)
+    Formula: BM25(d, q) = Σ_{t∈q} ln(N/df_t) · (k₁ + 1)tf_t / (k₁((1 − b) + b·L_d/L_ave) + tf_t)
     Source: Manning, Raghavan & Schütze, Introduction to Information Retrieval (2008), §11.4.3, eq. 11.32
     Conventions:
       - tf and df hold one value per query term. Lucene and rank_bm25 use idf = ln(1 + (N − df +
@@ -2281,6 +2286,8 @@ def bleu(candidate, references, max_n=4):
     0.0
     >>> round(bleu(['the'] * 7, [['the', 'cat', 'is', 'on', 'the', 'mat']], max_n=1), 6)  # clipped: 2/7
     0.285714
+    >>> round(bleu(['the', 'dog', 'sat'], [['the', 'cat', 'sat', 'down'], ['a', 'cat', 'sat', 'on']], max_n=1), 6)
+    0.477688
     """
     def ngram_counts(tokens, n):
         counts = {}
@@ -2446,7 +2453,7 @@ def ab_test_sample_size(sigma, delta, alpha=0.05, power=0.8):
     Conventions:
       - z are standard-normal quantiles (scipy.stats.norm.ppf; here Wichura’s AS 241, as
         Python’s statistics.NormalDist). statsmodels NormalIndPower().solve_power(δ/σ, alpha=α,
-        power=power) gives the same n before rounding up.
+        power=power) gives the same n before rounding up, but for the negligible opposite tail.
       - Equal groups and a known σ; Kohavi et al.’s rule of thumb 16σ²/δ² rounds 2(1.96 + 0.84)²
         = 15.7 up.
 
@@ -2499,8 +2506,8 @@ def psi(expected, actual):
     Conventions:
       - PSI is the symmetric KL divergence KL(a‖e) + KL(e‖a). Counts are turned into fractions
         first; bins are usually deciles of the expected data.
-      - An empty bin makes PSI infinite; practitioners replace 0 by a small fraction such as
-        1e-4.
+      - A bin empty on one side makes PSI infinite (empty on both: 0); practitioners replace 0
+        by a small fraction such as 1e-4.
 
     >>> round(psi([0.25, 0.25, 0.25, 0.25], [0.3, 0.2, 0.35, 0.15]), 6)  # moderate shift
     0.105003
@@ -2511,4 +2518,6 @@ def psi(expected, actual):
     """
     e, a = np.asarray(expected, dtype=float), np.asarray(actual, dtype=float)
     e, a = e / e.sum(), a / a.sum()
-    return float(np.sum((a - e) * np.log(a / e)))
+    with np.errstate(divide="ignore", invalid="ignore"):  # an empty bin gives inf, not a warning
+        terms = np.where(a == e, 0.0, (a - e) * np.log(a / e))
+    return float(np.sum(terms))
