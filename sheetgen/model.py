@@ -154,6 +154,37 @@ class PrintedCheck(Strict):
     )
 
 
+class Figure(Strict):
+    """A plot drawn at build time by the tested functions (README: Figures)."""
+
+    code: Annotated[str, Field(min_length=1, max_length=3000)] = Field(
+        description="A few lines of Python that draw on the current matplotlib figure. In scope: every "
+                    "function of the generated module, np and plt. Runs in the doctests' sandbox.",
+    )
+    caption: str = Field(
+        min_length=1, max_length=200, pattern=r"^[^$]*$",
+        description="One line under the figure, also its alt text: plain text (no $math$).",
+    )
+
+
+class SeedError(Strict):
+    """What the seed cheat sheet printed wrong for this formula: shown on the site's errata page, and
+    guarded by tests in tests/test_seed_errata.py that fail on the wrong form."""
+
+    problem: Prose = Field(description="What was wrong, as prose (inline `$math$` allowed).")
+    printed: Latex | None = Field(None, description="The seed's formula as it was printed (TeX), if that was wrong.")
+    code: Code | None = Field(None, description="The seed's code, when that is where the error was.")
+    tests: tuple[Annotated[str, Field(pattern=r"^test_[a-z0-9_]+$", max_length=80)], ...] = Field(
+        min_length=1, description="Names of the tests in tests/test_seed_errata.py that fail on the seed's form."
+    )
+
+    @model_validator(mode="after")
+    def _something_wrong(self) -> SeedError:
+        if self.printed is None and self.code is None:
+            raise ValueError("give the seed's wrong form: `printed:` (TeX) or `code:`")
+        return self
+
+
 class Formula(EntryBase):
     """A formula with its LaTeX, meaning, source and a tested NumPy implementation."""
 
@@ -175,6 +206,10 @@ class Formula(EntryBase):
     check: PrintedCheck | None = Field(
         None, description="Optional: how the printed latex is checked against the implementation."
     )
+    figure: Figure | None = Field(None, description="Optional: a plot drawn by the module's functions.")
+    seed_error: SeedError | None = Field(
+        None, description="Optional: what the seed sheet printed wrong here (the site's errata page)."
+    )
 
 
 class Fact(EntryBase):
@@ -184,6 +219,7 @@ class Fact(EntryBase):
     name: ShortText
     text: Prose
     latex: Latex | None = Field(None, description="Optional display formula.")
+    figure: Figure | None = Field(None, description="Optional: a plot drawn by the module's functions.")
 
 
 class QA(EntryBase):
