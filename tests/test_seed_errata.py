@@ -113,3 +113,34 @@ def test_cross_entropy_sum_vs_mean(sheet: Sheet, formulas: types.ModuleType) -> 
     # Rows: −log 1 = 0 and −log 0.5 = ln 2 → mean ln 2 / 2 (a sum would be ln 2).
     batch = float(formulas.cross_entropy([[1, 0], [0, 1]], [[1.0, 0.0], [0.5, 0.5]]))
     assert batch == pytest.approx(math.log(2) / 2, rel=1e-12)
+
+
+# --- the printed-formula check refuses the seed's printed forms ---------------------------------------
+
+
+def _seed_printed(sheet):  # type: ignore[no-untyped-def]
+    return [f for f in sheet.formulas() if f.seed_error is not None and f.seed_error.printed is not None]
+
+
+def test_every_seed_error_names_tests_that_exist(sheet) -> None:  # type: ignore[no-untyped-def]
+    names = {name for name, value in globals().items() if name.startswith("test_") and callable(value)}
+    errata = [f for f in sheet.formulas() if f.seed_error is not None]
+    assert len(errata) >= 8
+    for formula in errata:
+        missing = set(formula.seed_error.tests) - names
+        assert not missing, f"{formula.id}: seed_error names tests that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("formula_id", ["adam_step", "positional_encoding", "conv_output_size",
+                                        "binary_cross_entropy", "lstm_cell", "dropout"])
+def test_the_printed_check_refuses_the_seeds_printed_form(sheet, formulas, formula_id: str) -> None:  # type: ignore[no-untyped-def]
+    """Had the seed's printed form been in formulas.yaml, the build would have stopped on it."""
+    from sheetgen.printed import check_formula
+
+    formula = sheet.formula(formula_id)
+    assert formula.seed_error is not None and formula.seed_error.printed is not None
+    assert not check_formula(sheet, formula, formulas), "the shipped form must pass"
+    seed = formula.model_copy(update={"latex": formula.seed_error.printed})
+    problems = [str(p) for p in check_formula(sheet, seed, formulas)]
+    assert problems, f"{formula_id}: the seed's printed form passed the printed-formula check"
+    assert all(f"[{formula_id}]" in p for p in problems)
