@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SheetError, os_problem
-from .loader import load_sheet
+from .loader import check_input_file, load_sheet
 from .outputs import write_atomic
 from .publish import BuildLock
 
@@ -372,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        config = getattr(args, "config", None)
+        if config is not None and os.path.lexists(config):  # a missing one: MkDocs names it itself
+            check_input_file(Path(config), "-c", "mkdocs.yml")  # read by MkDocs: no FIFO or folder reaches it
         return int(args.handler(args))
     except SheetError as err:
         _complain(str(err))

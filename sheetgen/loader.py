@@ -58,11 +58,11 @@ _TEX_REFUSED = re.compile(r"\\(?P<command>href|url|includegraphics|html(?:Class|
                           r"def|gdef|edef|xdef|let|futurelet|global|(?:re)?newcommand|providecommand)(?![a-zA-Z])")
 _TEX_LINKS = {"href": "makes a link", "url": "makes a link", "includegraphics": "loads an image"}
 # Fields holding code, where a backslash is Python's, not TeX's.
-_CODE_FIELDS = {"implementation", "examples"}
+_CODE_FIELDS = {"implementation", "examples", "code"}  # `code`: a figure's
 _URL_FIELDS = {"url", "repo_url"}  # sheet: block only (entries forbid unknown keys); the model allows http(s) only
 # Fields that are prose: shown as text on the site and the sheet, so no markup in them.
 _PROSE_FIELDS = {"title", "subtitle", "author", "name", "meaning", "source", "conventions", "text",
-                 "question", "answer", "points"}
+                 "question", "answer", "points", "caption"}
 # Ids become file names on the site and function names in the module.
 RESERVED_IDS = (
     {"con", "prn", "aux", "nul", "index", "errata", "notebooks", "assets", "downloads", "np", "search"}
@@ -529,6 +529,19 @@ def read_source(path: Path) -> str:
         raise SheetError.single(name, line, "the file is not valid UTF-8", "save it as UTF-8") from None
 
 
+def check_input_file(path: Path, option: str, example: str) -> None:
+    """`SheetError` unless `path` is a regular file within the size cap (not opened: a FIFO would block).
+
+    For inputs that other code reads (mkdocs.yml, read by MkDocs): refused here before they are opened.
+    `option` and `example` name the command-line option in the fix (`-c`, `mkdocs.yml`).
+    """
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise SheetError([_read_problem(str(path), err)]) from None
+    _check_regular(str(path), info, option, example)
+
+
 def _read_problem(name: str, err: OSError) -> Problem:
     if err.errno in (errno.EACCES, errno.EPERM):
         return Problem(name, 0, f"cannot read the file: {err.strerror}",
@@ -539,16 +552,16 @@ def _read_problem(name: str, err: OSError) -> Problem:
     return replace(os_problem(err, "read the file", name), fix="check the path (-f PATH)")
 
 
-def _check_regular(name: str, info: os.stat_result) -> None:
+def _check_regular(name: str, info: os.stat_result, option: str = "-f", example: str = "formulas.yaml") -> None:
     if stat.S_ISDIR(info.st_mode):
         raise SheetError.single(name, 0, "is a folder, not a file",
-                                "pass the sheet file itself with -f (e.g. -f formulas.yaml), not its folder")
+                                f"pass the file itself with {option} (e.g. {option} {example}), not its folder")
     if not stat.S_ISREG(info.st_mode):
         kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode)
                 else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
                 else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
         raise SheetError.single(name, 0, f"is {kind}; sheetgen reads only regular files",
-                                "save the sheet to a file and pass that file with -f PATH")
+                                f"save it to a file and pass that file with {option} PATH")
     _check_size(name, info.st_size)
 
 
@@ -875,6 +888,9 @@ def _locations(sheet: Sheet, builder: _Builder) -> dict[str, tuple[int, int]]:
             for key, key_node in keys_of.get(at, ()):
                 value_node = builder.nodes[(*at, key)]
                 found[f"{entry.id}.{key}"] = (_content_line(value_node), key_node.start_mark.column + 1)
+                for sub, sub_node in keys_of.get((*at, key), ()) if key == "figure" else ():
+                    value_node = builder.nodes[(*at, key, sub)]
+                    found[f"{entry.id}.{key}.{sub}"] = (_content_line(value_node), sub_node.start_mark.column + 1)
     return found
 
 

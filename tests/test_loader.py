@@ -419,3 +419,14 @@ def test_an_output_that_cannot_be_written_is_named_and_left_as_it_was(tmp_path: 
 def test_a_huge_id_is_named_not_printed() -> None:
     line = problem_lines(VALID.replace("        id: note", "        id: N" + "o" * 5000))[0]
     assert len(line) < 300 and "5001 characters; the limit is" in line
+
+
+@pytest.mark.parametrize("command", ["site", "build", "serve"])
+def test_a_fifo_as_mkdocs_yml_is_refused_before_mkdocs_opens_it(command: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "mkdocs.yml"
+    os.mkfifo(config)  # MkDocs would block opening it, waiting for a writer
+    assert main([command, "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"{config}: is a named pipe (FIFO); sheetgen reads only regular files — save it to a file and " \
+                  "pass that file with -c PATH\n"
