@@ -5,6 +5,7 @@
                                                   ├─ build.build_pdf   → build/cheatsheet.pdf (cached)
                                                   ├─ render.notebooks  → build/notebooks/*.ipynb (executed)
                                                   ├─ render.anki       → build/cheatsheet.apkg
+                                                  ├─ figures           → the site's assets/figures/*.svg (cached)
                                                   └─ render.site       → the site's pages and downloads
 
 `build_all` (what `sheetgen build` and `make` run) verifies, builds the outputs, runs MkDocs once with
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .build import PdfBuild, build_pdf, pdf_preview
+from .figures import figure_entries, render_figures
 from .katex import KatexRenderer, katex_dist_dir
 from .loader import load_sheet_text, read_source
 from .model import EDITIONS, Sheet
@@ -44,6 +46,8 @@ PDF_PATH = "downloads/cheatsheet.pdf"
 PDF_PATHS = {"core": PDF_PATH, "full": "downloads/cheatsheet-full.pdf"}
 MODULE_PATH = "downloads/formulas.py"
 DECK_PATH = "downloads/cheatsheet.apkg"
+FIGURES_DIR = "assets/figures"
+"""Each figure is `assets/figures/<entry id>.svg` on the site."""
 NOTEBOOK_ZIP_PATH = "downloads/notebooks.zip"
 PREVIEW_PATH = "assets/sheet-preview.png"
 KATEX_CSS_PATH = "assets/katex/katex.min.css"
@@ -99,6 +103,8 @@ class SlowOutputs:
     """Docs-relative path (e.g. `notebooks/math.ipynb`) → executed notebook JSON."""
     executed: int
     """Notebooks run by a kernel (0 when every one came from the cache)."""
+    figures: dict[str, str] = field(default_factory=dict)
+    """Entry id → its figure's SVG (drawn by the module's functions, see `sheetgen.figures`)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def build_outputs(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: Ka
                       say=say)
     checked = time.perf_counter() - started
     slow = build_slow(sheet, yaml_text, build_dir=build_dir, renderer=renderer, options=options, paper=paper,
-                      tags=tags, say=say)
+                      tags=tags, say=say, module=module)
     site = build_pages(sheet, module, slow, build_dir=build_dir, renderer=renderer, options=options)
     site.timings = {"check": checked, **site.timings}
     return Outputs(sheet=sheet, verified=verified, module=module, slow=slow, site=site)
@@ -145,9 +151,14 @@ def build_outputs(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: Ka
 
 def build_slow(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: KatexRenderer,
                options: SiteOptions = SiteOptions(), paper: str | None = None, tags: Sequence[str] = (),
-               say: Say = _quiet) -> SlowOutputs:
-    """The PDFs (both editions) and the executed notebooks, through their caches. Call after `verify`."""
+               say: Say = _quiet, module: str | None = None) -> SlowOutputs:
+    """The PDFs (both editions), the executed notebooks and the figures, through their caches. Call after
+    `verify`; `module` is the generated module's source when the caller has it."""
     cache_dir = build_dir / ".cache"
+    figures = render_figures(sheet, module if module is not None else render_module(sheet), cache_dir=cache_dir) \
+        if figure_entries(sheet) else None
+    if figures is not None:
+        say(f"figures: {len(figures.svgs)} ({figures.drawn} drawn, {figures.seconds:.2f} s)")
     pdfs: dict[str, PdfBuild] = {}
     preview: bytes | None = None
     if options.pdf:
@@ -168,7 +179,8 @@ def build_slow(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: Katex
             rendered = {path: r.notebook for path, r in results.items()}
         texts = {path: dumps(nb) for path, nb in rendered.items()}
         say(f"notebooks: {len(texts)} ({executed} executed)")
-    return SlowOutputs(pdfs=pdfs, preview=preview, notebooks=texts, executed=executed)
+    return SlowOutputs(pdfs=pdfs, preview=preview, notebooks=texts, executed=executed,
+                       figures=figures.svgs if figures is not None else {})
 
 
 def build_pages(sheet: Sheet, module: str, slow: SlowOutputs, *, build_dir: Path, renderer: KatexRenderer,
@@ -183,6 +195,8 @@ def build_pages(sheet: Sheet, module: str, slow: SlowOutputs, *, build_dir: Path
         out.files[PDF_PATHS[edition]] = pdf.pdf
     if slow.preview is not None:
         out.files[PREVIEW_PATH] = slow.preview
+    for entry_id, svg in slow.figures.items():
+        out.files[f"{FIGURES_DIR}/{entry_id}.svg"] = svg.encode("utf-8")
     notebook_pages: dict[str, str] = {}  # section id → notebook page
     if options.notebooks:
         notebook_pages = {s.id: notebook_path(s) for s in sheet.sections if notebook_path(s) in slow.notebooks}

@@ -1,0 +1,253 @@
+"""Figures: drawn by the module's functions in the sandbox, valid and deterministic SVG, on their cards.
+
+The plotted data are checked against independent references (SciPy, scikit-learn, PyTorch or a formula
+written out here), by running each figure's code in this process with matplotlib and reading the
+artists' data back: values, not pixels.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sheetgen import sandbox
+from sheetgen.errors import SheetError
+from sheetgen.figures import figure_entries, render_figures
+from sheetgen.loader import load_sheet_text
+from sheetgen.model import Sheet
+from sheetgen.render.code import render_module
+from tests.test_pipeline import SMALL
+
+SVG = "{http://www.w3.org/2000/svg}"
+WANTED = {"sigmoid_grad", "tanh_grad", "relu_grad", "gelu", "temperature_softmax", "entropy", "roc_vs_pr",
+          "positional_encoding", "rope", "attention", "adam_step", "warmup_cosine_lr",
+          "bias_variance_decomposition"}
+
+
+@pytest.fixture(scope="module")
+def drawn(sheet: Sheet) -> dict[str, str]:
+    return render_figures(sheet, render_module(sheet), cache_dir=None).svgs
+
+
+@pytest.mark.slow
+def test_every_figure_is_valid_deterministic_svg(sheet: Sheet, drawn: dict[str, str], tmp_path: Path) -> None:
+    assert {e.id for e in figure_entries(sheet)} >= WANTED and len(drawn) >= 10
+    for entry_id, svg in drawn.items():
+        root = ET.fromstring(svg.encode("utf-8"))
+        assert root.tag == f"{SVG}svg", entry_id
+        # Nothing that loads or runs: no script, no foreignObject, no link out of the file.
+        assert not list(root.iter(f"{SVG}script")) and not list(root.iter(f"{SVG}foreignObject")), entry_id
+        for element in root.iter():
+            for name, value in element.attrib.items():
+                assert not name.lower().startswith("on"), (entry_id, name)
+                if name.endswith("href"):
+                    assert value.startswith(("#", "data:image/png;base64,")), (entry_id, value)
+        assert "<dc:date>" not in svg and "Matplotlib v" not in svg, entry_id  # no date, no creator
+        assert len(root.findall(f".//{SVG}path")) > 5, entry_id  # axes and curves were drawn
+    # A second, uncached drawing gives the same bytes; the cache answers without drawing.
+    again = render_figures(sheet, render_module(sheet), cache_dir=tmp_path)
+    assert again.svgs == drawn and again.drawn == len(drawn)
+    cached = render_figures(sheet, render_module(sheet), cache_dir=tmp_path)
+    assert cached.svgs == drawn and cached.drawn == 0
+
+
+# --- the data come from the module --------------------------------------------------------------
+
+
+class Drawn:
+    """A figure's code run in this process on the real module, with its axes' data read back."""
+
+    def __init__(self, sheet: Sheet, module: types.ModuleType, entry_id: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        entry = next(e for e in figure_entries(sheet) if e.id == entry_id)
+        assert entry.figure is not None
+        plt.close("all")
+        plt.figure()
+        self.scope: dict[str, Any] = {k: v for k, v in module.__dict__.items() if not k.startswith("__")}
+        self.scope.update(np=np, plt=plt)
+        exec(compile(entry.figure.code, entry_id, "exec"), self.scope)
+        self.axes = plt.gcf().axes
+        plt.close("all")
+
+    def lines(self, axes: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray, str]]:
+        for line in self.axes[axes].get_lines():
+            yield np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float), str(line.get_label())
+
+    def legend(self, axes: int = 0) -> list[str]:
+        legend = self.axes[axes].get_legend()
+        return [t.get_text() for t in legend.get_texts()] if legend is not None else []
+
+
+@pytest.fixture(scope="module")
+def draw(sheet: Sheet, formulas: types.ModuleType) -> Any:
+    return lambda entry_id: Drawn(sheet, formulas, entry_id)
+
+
+def test_activation_curves_are_the_functions(draw: Any) -> None:
+    from scipy.special import expit
+    from scipy.stats import norm
+
+    (z, s, _), (z2, ds, _) = list(draw("sigmoid_grad").lines())
+    np.testing.assert_allclose(s, expit(z), atol=1e-15)
+    np.testing.assert_allclose(ds, expit(z2) * (1 - expit(z2)), atol=1e-15)
+    _, (z2, dt, _), _ = list(draw("tanh_grad").lines())
+    np.testing.assert_allclose(dt, 1 / np.cosh(z2) ** 2, atol=1e-14)  # sech², not 1 − tanh²
+    gelu = draw("gelu")
+    curves = {label: (x, y) for x, y, label in gelu.lines(0)}
+    x, y = curves["GELU"]
+    np.testing.assert_allclose(y, x * norm.cdf(x), atol=1e-12)
+    x, y = curves["SiLU"]
+    np.testing.assert_allclose(y, x * expit(x), atol=1e-12)
+    slopes = {label: (x, y) for x, y, label in gelu.lines(1)}
+    x, dy = slopes["GELU′"]
+    inner = slice(1, -1)  # central differences inside, one-sided at the ends
+    exact = norm.cdf(x) + x * norm.pdf(x)
+    np.testing.assert_allclose(dy[inner], exact[inner], atol=2e-4)
+
+
+def test_softmax_bars_are_the_softmax(draw: Any) -> None:
+    from scipy.special import softmax
+
+    figure = draw("temperature_softmax")
+    logits = figure.scope["logits"]
+    bars = figure.axes[0].patches
+    heights = np.array([b.get_height() for b in bars]).reshape(3, -1)
+    for row, temperature in zip(heights, (0.5, 1.0, 2.0), strict=True):
+        np.testing.assert_allclose(row, softmax(logits / temperature), rtol=1e-12)
+
+
+def test_entropy_and_gini_curves(draw: Any) -> None:
+    from scipy.stats import entropy
+
+    lines = list(draw("entropy").lines())
+    p, h, _ = lines[0]
+    np.testing.assert_allclose(h, [entropy([q, 1 - q], base=2) for q in p], atol=1e-12)
+    p, g, _ = lines[1]
+    np.testing.assert_allclose(g, 2 * p * (1 - p), atol=1e-12)  # 1 − p² − (1 − p)²
+
+
+def test_roc_and_pr_legends_carry_scikit_learns_numbers(draw: Any) -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+    figure = draw("roc_vs_pr")
+    y, s = figure.scope["y"], figure.scope["s"]
+    assert f"AUC = {roc_auc_score(y, s):.3f}" in figure.legend(0)
+    assert f"AP = {average_precision_score(y, s):.3f}" in figure.legend(1)
+    fpr, tpr, _ = next(figure.lines(0))
+    ref_fpr, ref_tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    np.testing.assert_allclose(np.c_[fpr, tpr], np.c_[ref_fpr, ref_tpr], atol=1e-12)
+
+
+def test_positional_encoding_and_attention_maps(draw: Any) -> None:
+    from scipy.special import softmax
+
+    image = np.asarray(draw("positional_encoding").axes[0].images[0].get_array())
+    pos, i = np.arange(64)[:, None], np.arange(32)[None, :]
+    angle = pos / 10000 ** (2 * i / 64)  # Vaswani et al. 2017, §3.5
+    np.testing.assert_allclose(image[:, 0::2], np.sin(angle), atol=1e-12)
+    np.testing.assert_allclose(image[:, 1::2], np.cos(angle), atol=1e-12)
+    figure = draw("attention")
+    weights = np.asarray(figure.axes[0].images[0].get_array())
+    Q, K = figure.scope["Q"], figure.scope["K"]
+    scores = Q @ K.T / np.sqrt(Q.shape[1]) + np.triu(np.full((8, 8), -np.inf), 1)
+    np.testing.assert_allclose(weights, softmax(scores, axis=1), atol=1e-12)
+    assert np.all(np.triu(weights, 1) == 0)
+
+
+def test_rope_points_turn_by_the_position(draw: Any) -> None:
+    (x, y, _), (x2, y2, _), *_ = draw("rope").lines()
+    m = np.arange(8)
+    np.testing.assert_allclose(np.c_[x, y], np.c_[np.cos(m * 1.0), np.sin(m * 1.0)], atol=1e-12)
+    np.testing.assert_allclose(np.c_[x2, y2], np.c_[np.cos(m * 0.1), np.sin(m * 0.1)], atol=1e-12)
+
+
+def test_optimizer_paths_are_pytorchs(draw: Any) -> None:
+    torch = pytest.importorskip("torch")
+    figure = draw("adam_step")
+    paths = {label: np.c_[x, y] for x, y, label in figure.lines() if label.startswith(("SGD", "momentum", "Adam"))}
+    for label, make in [("SGD, lr 0.07", lambda p: torch.optim.SGD([p], lr=0.07)),
+                        ("momentum 0.9, lr 0.01", lambda p: torch.optim.SGD([p], lr=0.01, momentum=0.9)),
+                        ("Adam, lr 0.3", lambda p: torch.optim.Adam([p], lr=0.3))]:
+        p = torch.tensor([-4.0, 1.5], dtype=torch.float64, requires_grad=True)
+        optimizer = make(p)
+        seen = []
+        for _ in range(60):
+            seen.append(p.detach().numpy().copy())
+            optimizer.zero_grad()
+            (0.5 * (p[0] ** 2 + 25 * p[1] ** 2)).backward()
+            optimizer.step()
+        np.testing.assert_allclose(paths[label], np.array(seen), atol=1e-9, err_msg=label)
+
+
+def test_schedule_and_bias_variance(draw: Any) -> None:
+    steps, lr, _ = next(draw("warmup_cosine_lr").lines())
+    warm = steps < 100
+    np.testing.assert_allclose(lr[warm], 3e-4 * steps[warm] / 100, rtol=1e-12)
+    progress = (steps[~warm] - 100) / 900
+    np.testing.assert_allclose(lr[~warm], 3e-5 + 0.5 * (3e-4 - 3e-5) * (1 + np.cos(np.pi * progress)), rtol=1e-12)
+    (_, bias_sq, _), (_, variance, _), (_, total, _) = draw("bias_variance_decomposition").lines()
+    np.testing.assert_allclose(total, bias_sq + variance + 0.09, rtol=1e-9)  # E(f̂ − f)² = bias² + variance
+    assert bias_sq[0] > 10 * bias_sq[-1] and variance[-1] > 10 * variance[0]  # the trade-off, as captioned
+
+
+# --- failures are located -----------------------------------------------------------------------
+
+
+def _small(code: str) -> Sheet:
+    body = "".join(f"            {line}\n" for line in code.splitlines())
+    text = SMALL.replace("          -6\n", "          -6\n        figure:\n          caption: Twice.\n"
+                                          f"          code: |\n{body}", 1)
+    return load_sheet_text(text)
+
+
+def _problem(code: str, limits: sandbox.Limits | None = None) -> str:
+    sheet = _small(code)
+    with pytest.raises(SheetError) as raised:
+        if limits is None:
+            render_figures(sheet, render_module(sheet), cache_dir=None)
+        else:
+            render_figures(sheet, render_module(sheet), cache_dir=None, limits=limits)
+    assert len(raised.value.problems) == 1
+    return str(raised.value)
+
+
+def test_a_small_figure_draws(tmp_path: Path) -> None:
+    sheet = _small("x = np.arange(5)\nplt.plot(x, twice(x))")
+    drawn = render_figures(sheet, render_module(sheet), cache_dir=tmp_path)
+    assert list(drawn.svgs) == ["twice"] and drawn.drawn == 1
+    code_line = SMALL.count("\n", 0, SMALL.index("          -6\n")) + 1 + 4  # after `code: |`
+    assert sheet.line_of("twice", "figure.code") == code_line
+
+
+def test_a_failing_figure_is_located() -> None:
+    sheet = _small("x = np.arange(5)\nplt.plot(x, twice(x, 3))")
+    line = sheet.line_of("twice", "figure.code") + 1
+    message = _problem("x = np.arange(5)\nplt.plot(x, twice(x, 3))")
+    assert message.startswith(f"formulas.yaml:{line} [twice] figure: raised TypeError: ")
+    assert "— fix the figure code" in message
+    syntax = _problem("x = np.arange(5\n")
+    assert syntax.startswith(f"formulas.yaml:{line - 1} [twice] figure: raised SyntaxError")
+
+
+def test_an_empty_figure_is_a_problem() -> None:
+    message = _problem("x = twice(3)")
+    assert re.match(r"formulas\.yaml:\d+ \[twice\] figure: draws nothing", message)
+
+
+def test_a_hanging_figure_is_stopped() -> None:
+    limits = sandbox.Limits(step_seconds=2.0, total_seconds=60.0, cpu_seconds=60)
+    message = _problem("while True:\n    pass", limits)
+    assert re.match(r"formulas\.yaml:\d+ \[twice\] figure: drawing ran longer than 2 s — ", message)
+    exits = _problem("import os\nos._exit(3)")
+    assert "[twice] figure: drawing stopped: the process ended with exit code 3" in exits
