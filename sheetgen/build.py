@@ -63,6 +63,10 @@ def build_pdf(yaml_text: str, source_path: str, *, renderer: KatexRenderer, cach
     say(f"fit{'' if edition == 'core' else f' ({edition})'}: {result.font_size_pt:g} pt, {result.columns} columns, "
         f"{result.pages} page{'s' * (result.pages != 1)} in {result.renders} render{'s' * (result.renders != 1)} "
         f"{timings['fit']:.2f} s")
+    smallest = sheet.sheet.print_settings.font_min_pt
+    for formula_id in result.overhanging:  # a warning: the PDF is still made
+        say(f"{sheet.where(formula_id, 'latex')} latex: wider than a column even at {smallest:g} pt, it "
+            f"overhangs into the gap — cut it into statements with `, \\quad` or shorten it")
     write_atomic(cached, result.pdf)
     # The most recently used few stay, so the cache cannot grow without bound as the sheet is edited.
     for old in sorted(cached.parent.glob("*.pdf"), key=lambda f: f.stat().st_mtime, reverse=True)[PDF_CACHE_SIZE:]:

@@ -53,6 +53,7 @@ from .pdf_html import (
     Footer,
     PrintedSection,
     formulas_to_split,
+    overhanging_formulas,
     pdf_math_requests,
     printed_sections,
     render_pdf_html,
@@ -104,6 +105,8 @@ class RenderedPdf:
     continued: tuple[str, ...] = ()
     """Entries that carry a "(cont.)" heading."""
     edition: str = "core"
+    overhanging: tuple[str, ...] = ()
+    """Formulas wider than their column even at the smallest size (they overhang into the gap)."""
 
 
 def source_date() -> str:
@@ -206,19 +209,22 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
         html_seconds += time.perf_counter() - began
         return html
 
-    def lay_out(size: float, columns: int, continued: Sequence[str]) -> tuple[Any, Probe]:
-        """A self-consistent layout: "(cont.)" headings exactly on the entries that start a column
-        mid-section. Adding a heading moves only what follows it, so a few rounds settle it."""
+    def lay_out(size: float, columns: int, continued: Sequence[str], rounds: int = _CONTINUATION_ROUNDS
+                ) -> tuple[Any, Probe]:
+        """A layout with "(cont.)" headings on the entries that start a column mid-section. Adding a
+        heading moves only what follows it, so a few rounds settle it; a probe of the search takes
+        one (its guess: the headings of the nearest size) and the answer is settled afterwards."""
         nonlocal layout_seconds
         wanted = tuple(sorted(continued))
-        for _ in range(_CONTINUATION_ROUNDS):
+        for _ in range(rounds):
             html = html_at(size, columns, wanted)
             began = time.perf_counter()
             document = eng.layout(html, stylesheets)
             layout_seconds += time.perf_counter() - began
             found = read_columns(document, columns)
-            probe = Probe(len(document.pages), found.fill, wanted)
-            if found.needs_heading == frozenset() and found.headed == frozenset(wanted):
+            settled = found.needs_heading == frozenset() and found.headed == frozenset(wanted)
+            probe = Probe(len(document.pages), found.fill, wanted, settled)
+            if settled:
                 break
             wanted = tuple(sorted(found.headed | found.needs_heading))
         return document, probe
@@ -241,14 +247,14 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
         documents: dict[int, Any] = {}
         latest: list[tuple[str, ...]] = [hint.continued if hint else ()]
 
-        def probe_here(index: int) -> Probe:
-            documents[index], probe = lay_out(steps[index], columns, latest[0])
+        def probe_here(index: int, rounds: int = 1) -> Probe:
+            documents[index], probe = lay_out(steps[index], columns, latest[0], rounds)
             return probe
 
         def probe_child(index: int) -> Callable[[], Any]:
             def run() -> Any:
-                _, probe = lay_out(steps[index], columns, latest[0])
-                return [probe.pages, probe.fill, list(probe.continued)]
+                _, probe = lay_out(steps[index], columns, latest[0], 1)
+                return [probe.pages, probe.fill, list(probe.continued), probe.settled]
             return run
 
         def run_probes(indices: Sequence[int]) -> None:
@@ -261,19 +267,26 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
             renders += 1
             probes[indices[0]] = mine
             latest[0] = mine.continued
-            for index, (pages, fill, continued) in zip(indices[1:], others, strict=True):
-                probes[index] = Probe(pages, fill, tuple(continued))
+            for index, (pages, fill, continued, settled) in zip(indices[1:], others, strict=True):
+                probes[index] = Probe(pages, fill, tuple(continued), settled)
 
         start = (nearest(steps, hint.size) if hint else
                  estimate(sheet, sections, images, paper, steps, columns=columns, max_pages=max_pages))
         if exact:
             run_probes([start])  # same inputs as the last fit: its answer holds, one layout suffices
             exact = probes[start].pages <= max_pages
-        best = start if exact else search(steps, start, probes, run_probes, max_pages)
-        if best >= 0 and best not in documents:  # the answer was probed in a child: lay it out here too
+        while True:
+            best = start if exact else search(steps, start, probes, run_probes, max_pages)
+            if best < 0 or (probes[best].settled and best in documents):
+                break
+            # The answer with its "(cont.)" headings settled, laid out here (it may have been a child's).
             latest[0] = probes[best].continued
-            probe_here(best)
+            probes[best] = probe_here(best, _CONTINUATION_ROUNDS)
             renders += 1
+            if probes[best].pages <= max_pages:
+                break
+            exact = False  # the headings pushed it over: search on below it
+            start = max(0, best - 1)
         return best, probes, documents
 
     fit_started = time.perf_counter()
@@ -287,7 +300,7 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
     for columns in order:
         if subset and columns > 1 and not exact:
             # One layout at the largest size tells whether this many columns can be filled at all.
-            _, at_cap = lay_out(high, columns, ())
+            _, at_cap = lay_out(high, columns, (), 1)
             renders += 1
             if at_cap.pages <= max_pages and at_cap.fill < 0.8 * max_pages:
                 skipped = columns
@@ -318,7 +331,8 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
     timings["html"] = html_seconds
     timings["weasyprint"] = layout_seconds + timings["write"]
     return RenderedPdf(pdf, steps[best], len(document.pages), renders, timings, len(images), laid_out,
-                       columns=columns, fill=probes[best].fill, continued=probes[best].continued, edition=edition)
+                       columns=columns, fill=probes[best].fill, continued=probes[best].continued, edition=edition,
+                       overhanging=overhanging_formulas(sheet, sections, images, paper, steps[best], columns))
 
 
 def _build_inputs() -> list[Path]:

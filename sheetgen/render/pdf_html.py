@@ -28,6 +28,7 @@ __all__ = [
     "display_pieces",
     "display_tex",
     "formulas_to_split",
+    "overhanging_formulas",
     "page_mm",
     "pdf_math_requests",
     "printed_sections",
@@ -168,6 +169,25 @@ def formulas_to_split(sheet: Sheet, sections: Sequence[PrintedSection],
             if isinstance(found, MathImage) and found.width_em * min_scale > fit_em:
                 wide.add(entry.id)
     return frozenset(wide)
+
+
+def overhanging_formulas(sheet: Sheet, sections: Sequence[PrintedSection],
+                         images: Mapping[tuple[str, bool], str | MathImage], paper: str, size_pt: float,
+                         columns: int) -> tuple[str, ...]:
+    """Formulas with a piece (see `display_pieces`; typeset ones only) wider than a column at
+    `size_pt` even shrunk to the smallest size: they overhang into the column gap."""
+    settings = sheet.sheet.print_settings
+    fit_em = column_em(sheet, paper, size_pt, columns) * 0.98
+    min_scale = min(1.0, settings.font_min_pt / (KATEX_EM * size_pt))
+    wide = []
+    for entry in (e for s in sections for e in s.entries):
+        if isinstance(entry, Formula):
+            pieces = [images.get((display_tex(p), False)) for p in display_pieces(entry.latex)]
+            if not all(isinstance(p, MathImage) for p in pieces):
+                pieces = [images.get((display_tex(entry.latex), False))]
+            if any(isinstance(p, MathImage) and p.width_em * min_scale > fit_em for p in pieces):
+                wide.append(entry.id)
+    return tuple(wide)
 
 
 def pdf_math_requests(sheet: Sheet, sections: Sequence[PrintedSection], split: Collection[str] = ()
