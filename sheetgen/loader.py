@@ -928,6 +928,16 @@ def _semantic_problems(sheet: Sheet, builder: _Builder, locations: Mapping[str, 
         if isinstance(entry, Formula):
             problems.extend(_implementation_problems(entry, path, locations, formula_ids,
                                                      check_name=entry.id not in reported))
+        figure = getattr(entry, "figure", None)
+        if figure is not None:
+            try:
+                ast.parse(figure.code)
+            except SyntaxError as err:
+                line = locations.get(f"{entry.id}.figure.code", (0, 0))[0]
+                problems.append(Problem(path, line + (err.lineno or 1) - 1 if line else 0,
+                                        f"code: Python syntax error: {err.msg}",
+                                        "fix the figure code (a few lines that draw with plt)", None, entry.id,
+                                        "figure"))
     return problems
 
 

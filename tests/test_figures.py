@@ -21,7 +21,7 @@ from sheetgen import sandbox
 from sheetgen.errors import SheetError
 from sheetgen.figures import figure_entries, render_figures
 from sheetgen.loader import load_sheet_text
-from sheetgen.model import Sheet
+from sheetgen.model import Formula, Sheet
 from sheetgen.render.code import render_module
 from tests.test_pipeline import SMALL
 
@@ -236,8 +236,9 @@ def test_a_failing_figure_is_located() -> None:
     message = _problem("x = np.arange(5)\nplt.plot(x, twice(x, 3))")
     assert message.startswith(f"formulas.yaml:{line} [twice] figure: raised TypeError: ")
     assert "— fix the figure code" in message
-    syntax = _problem("x = np.arange(5\n")
-    assert syntax.startswith(f"formulas.yaml:{line - 1} [twice] figure: raised SyntaxError")
+    with pytest.raises(SheetError) as raised:  # a syntax error is the loader's, found before anything runs
+        _small("x = np.arange(5)\nplt.plot(x, twice(x)")
+    assert str(raised.value).startswith(f"formulas.yaml:{line} [twice] figure: code: Python syntax error")
 
 
 def test_an_empty_figure_is_a_problem() -> None:
@@ -251,3 +252,20 @@ def test_a_hanging_figure_is_stopped() -> None:
     assert re.match(r"formulas\.yaml:\d+ \[twice\] figure: drawing ran longer than 2 s — ", message)
     exits = _problem("import os\nos._exit(3)")
     assert "[twice] figure: drawing stopped: the process ended with exit code 3" in exits
+
+
+def test_the_notebook_has_the_figure_code(sheet: Sheet) -> None:
+    from sheetgen.render.notebooks import render_notebooks
+
+    notebooks = render_notebooks(sheet)
+    for entry in figure_entries(sheet):
+        if not isinstance(entry, Formula):
+            continue  # facts are not in the notebooks
+        section = next(s for s in sheet.sections if entry in s.entries)
+        cells = {c["id"]: c for c in notebooks[f"notebooks/{section.id}.ipynb"].cells}
+        assert entry.figure is not None
+        source = cells[f"{entry.id}-figure"]["source"]
+        assert entry.figure.code.strip() in source and source.endswith("plt.show()")
+    # entropy's figure calls gini, defined later in its section: the setup cell defines it first.
+    classical = {c["id"]: c for c in notebooks["notebooks/classical.ipynb"].cells}
+    assert "def gini(" in classical["setup"]["source"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import doctest
 import functools
 import hashlib
@@ -140,8 +141,11 @@ def _formula_markdown(formula: Formula) -> str:
 
 
 def _calls(formula: Formula, ids: set[str]) -> set[str]:
-    """Other formulas' functions that an implementation calls."""
+    """Other formulas' functions that an implementation (or its figure) calls."""
     names = {n.id for n in ast.walk(ast.parse(formula.implementation)) if isinstance(n, ast.Name)}
+    if formula.figure is not None:
+        with contextlib.suppress(SyntaxError):  # the loader reports it, at its line
+            names |= {n.id for n in ast.walk(ast.parse(formula.figure.code)) if isinstance(n, ast.Name)}
     return (names & ids) - {formula.id}
 
 
@@ -183,6 +187,12 @@ def render_notebooks(sheet: Sheet) -> dict[str, NotebookNode]:
             cells.append(_cell("markdown", _formula_markdown(formula), f"{formula.id}-md"))
             code = function_source(formula, with_docstring=True) + "\n\n\n" + example_code(formula.examples)
             cells.append(_cell("code", code, f"{formula.id}-code"))
+            if formula.figure is not None:
+                # The site's figure, drawn by the functions above. `plt.show()` last: no object repr
+                # (with a memory address) as the cell's result; the image itself is not kept (text_only).
+                figure = (f"# {comment(formula.figure.caption)}\nimport matplotlib.pyplot as plt\n\n"
+                          f"{formula.figure.code.strip()}\nplt.show()")
+                cells.append(_cell("code", figure, f"{formula.id}-figure"))
         notebook = nbformat.v4.new_notebook(  # type: ignore[no-untyped-call]
             cells=cells,
             metadata={"kernelspec": dict(_KERNELSPEC), "language_info": {"name": "python"},
