@@ -224,7 +224,8 @@ def test_dark_mode_buttons_have_contrast(server: str, browser: Any, sheet: Sheet
         assert len(measured) >= 3  # PDF, module, notebook, quiz
         for item in measured:
             assert item["ratio"] >= 4.5, item
-        buttons.first.hover()  # hovered: filled
+        buttons.first.hover()  # hovered: filled, once Material's colour transition has ended
+        buttons.first.evaluate("el => Promise.all(el.getAnimations().map(a => a.finished))")
         hovered = page.eval_on_selector_all(".md-typeset .md-button:hover", CONTRAST_JS)
         assert hovered and hovered[0]["ratio"] >= 4.5, hovered
     finally:
