@@ -23,6 +23,7 @@ from sheetgen.figures import figure_entries, render_figures
 from sheetgen.loader import load_sheet_text
 from sheetgen.model import Formula, Sheet
 from sheetgen.render.code import render_module
+from tests.conftest import needs_katex
 from tests.test_pipeline import SMALL
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -269,3 +270,19 @@ def test_the_notebook_has_the_figure_code(sheet: Sheet) -> None:
     # entropy's figure calls gini, defined later in its section: the setup cell defines it first.
     classical = {c["id"]: c for c in notebooks["notebooks/classical.ipynb"].cells}
     assert "def gini(" in classical["setup"]["source"]
+
+
+@needs_katex
+def test_the_pages_offer_the_figures_and_the_deck(tmp_path: Path) -> None:
+    from sheetgen.katex import KatexRenderer
+    from sheetgen.pipeline import DECK_PATH, SiteOptions, build_pages, build_slow
+
+    sheet = _small("x = np.arange(5)\nplt.plot(x, twice(x))")
+    module = render_module(sheet)
+    renderer = KatexRenderer(tmp_path / "katex.json")
+    options = SiteOptions(pdf=False, notebooks=False)
+    slow = build_slow(sheet, "", build_dir=tmp_path, renderer=renderer, options=options, module=module)
+    assert list(slow.figures) == ["twice"]
+    site = build_pages(sheet, module, slow, build_dir=tmp_path, renderer=renderer, options=options)
+    assert site.files["assets/figures/twice.svg"] == slow.figures["twice"].encode("utf-8")
+    assert site.files[DECK_PATH][:2] == b"PK"  # the .apkg, a zip
