@@ -258,6 +258,87 @@ def test_free_index_expressions_on_the_left_side() -> None:
     assert not passes(good.replace(r"\cos", r"\sin"), impl, ">>> pe(5, 6)")
 
 
+# --- coverage: every element of a result is given by some printed statement ----------------------------
+
+PE_IMPL = ("def pe(n, d):\n    pos = np.arange(n)[:, None]\n    i = np.arange(0, d, 2)[None, :]\n"
+           "    out = np.zeros((n, d))\n    out[:, 0::2] = np.sin(pos / 10000 ** (i / d))\n"
+           "    out[:, 1::2] = np.cos(pos / 10000 ** (i / d))\n    return out")
+PE_SIN = r"PE_{(pos, 2i)} = \sin(pos / 10000^{2i/d})"
+PE_COS = r"PE_{(pos, 2i+1)} = \cos(pos / 10000^{2i/d})"
+OUTER = "def f(x):\n    x = np.asarray(x, dtype=float)\n    return np.outer(x, x)"
+CONV = "def conv(x, W):\n    return np.einsum('oc,chw->ohw', np.asarray(W), np.asarray(x))"
+CONV_CALL = ">>> conv(np.arange(12.0).reshape(3, 2, 2), [[1.0, 0.0, 2.0], [0.0, -1.0, 1.0]])"
+
+
+def test_the_seeds_positional_encoding_defines_only_half_of_the_result(sheet: Sheet,
+                                                                      formulas: types.ModuleType) -> None:
+    import re
+
+    formula = sheet.formula("positional_encoding")
+    assert formula.seed_error is not None and formula.seed_error.printed is not None
+    assert "2i+1" not in formula.seed_error.printed  # the seed printed the sines only
+    assert not check_formula(sheet, formula, formulas), "the shipped two-statement form must pass"
+    seed = formula.model_copy(update={"latex": formula.seed_error.printed})
+    found = [str(p) for p in check_formula(sheet, seed, formulas)]
+    assert len(found) == 1, found
+    assert found[0].startswith(sheet.where("positional_encoding", "latex") + " latex: the printed formula defines "
+                               "only "), found
+    m = re.search(r"defines only (\d+) of (\d+) elements of the result for "
+                  r"positional_encoding\(n_positions=(\d+), d_model=(\d+)\) \(e\.g\. \[0, 1\] is never given\)",
+                  found[0])
+    assert m, found[0]
+    defined, total, n, d = map(int, m.groups())
+    assert (total, defined) == (n * d, n * d // 2)  # every position, the even columns only
+    assert "print the missing case (e.g. the odd columns) or mark it unchecked in check:" in found[0]
+
+
+def test_a_complete_two_statement_positional_encoding_passes_and_each_half_alone_fails() -> None:
+    call = ">>> pe(5, 6)"
+    assert passes(rf"{PE_SIN}, \quad {PE_COS}", PE_IMPL, call)
+    # pe(5, 6) has 5 · 6 = 30 elements; either statement alone gives the 5 · 3 = 15 of its columns.
+    sines = problems(PE_SIN, PE_IMPL, call)
+    assert len(sines) == 1 and "defines only 15 of 30 elements of the result for pe(n=5, d=6)" in sines[0]
+    assert "(e.g. [0, 1] is never given)" in sines[0] and "(e.g. the odd columns)" in sines[0]
+    cosines = problems(PE_COS, PE_IMPL, call)
+    assert len(cosines) == 1 and "15 of 30" in cosines[0] and "(e.g. [0, 0] is never given)" in cosines[0]
+    assert "(e.g. the even columns)" in cosines[0]
+    # a wrong value is reported as a wrong value, not as a gap
+    wrong = problems(PE_SIN.replace(r"\sin", r"\cos"), PE_IMPL, call)
+    assert len(wrong) == 1 and "the implementation gives" in wrong[0]
+    # partial by design stays expressible: the odd case printed, its value marked unchecked with a reason
+    prose = rf"{PE_SIN}, \quad PE_{{(pos, 2i+1)}} = \text{{its cosine}}"
+    assert passes(prose, PE_IMPL, call, "unchecked: {'\\text{its cosine}': the cosine is not evaluated here}")
+    # a whole statement marked unchecked is not read at all, so it cannot say which elements it gives
+    whole = "unchecked: {'PE_{(pos, 2i+1)} = \\text{its cosine}': not evaluated}"
+    assert "15 of 30" in problems(prose, PE_IMPL, call, whole)[0]
+
+
+def test_a_conv_with_every_free_index_covers_the_result() -> None:
+    assert passes(r"y_{o,h,w} = \sum_c W_{o,c} \, x_{c,h,w}", CONV, CONV_CALL)
+    # y is 2 × 2 × 2 = 8 elements; 2w < 2 only for w = 0, so half of them (w = 1) are never given
+    found = problems(r"y_{o,h,2w} = \sum_c W_{o,c} \, x_{c,h,2w}", CONV, CONV_CALL)
+    assert len(found) == 1 and "defines only 4 of 8 elements of the result" in found[0], found
+    assert "(e.g. [0, 0, 1] is never given)" in found[0] and "(e.g. index 1 on axis 2)" in found[0]
+
+
+def test_a_formula_defining_only_the_diagonal_of_a_matrix_fails() -> None:
+    call = ">>> f([1.0, 2.0, 3.0])"
+    assert passes(r"y_{i,j} = x_i x_j", OUTER, call)
+    for diagonal in (r"y_{i,i} = x_i^2", r"y_{ii} = x_i^2"):
+        found = problems(diagonal, OUTER, call)  # 3 of the 3 × 3 = 9 elements
+        assert len(found) == 1 and "defines only 3 of 9 elements of the result for f(x=[1.0, 2.0, 3.0])" in found[0]
+        assert "(e.g. [0, 1] is never given)" in found[0] and "the off-diagonal elements" in found[0]
+
+
+def test_a_returned_array_of_a_tuple_is_compared_and_covered_through_its_free_indices() -> None:
+    impl = "def f(x):\n    x = np.asarray(x, dtype=float)\n    return x.sum(), np.outer(x, x)"
+    call, check = ">>> f([1.0, 2.0, 3.0])", "returns: [_s, P]"
+    assert passes(r"P_{i,j} = x_i x_j", impl, call, check)
+    assert not passes(r"P_{i,j} = x_i x_i", impl, call, check)  # x_0 x_0 = 1 where P[0, 1] = 2
+    found = problems(r"P_{i,i} = x_i^2", impl, call, check)
+    assert len(found) == 1 and "defines only 3 of 9 elements of the returned P" in found[0], found
+
+
 def test_indicator_and_sums_over_a_set() -> None:
     impl = ("def auc(y, s):\n    y, s = np.asarray(y), np.asarray(s)\n    p, n = s[y == 1], s[y == 0]\n"
             "    return np.mean((p[:, None] > n[None, :]) + 0.5 * (p[:, None] == n[None, :]))")

@@ -163,6 +163,9 @@ def check_formula(sheet: Sheet, formula: Formula, module: types.ModuleType) -> l
         return [problem(where_latex, "latex", "the printed formula was never compared with the implementation "
                         "(undefined, unchecked or too few samples on every doctest call)",
                         "add an example where every printed side is defined")]
+    if plan.gaps:  # every value agreed, but some elements of a result were never printed
+        message, fix = plan.gaps[0]
+        return [problem(where_latex, "latex", message, fix)]
     return []
 
 
@@ -177,6 +180,11 @@ class _Plan:
         self.block = block
         self.problems: list[tuple[str, str]] = []
         self.compared_returns: set[str] = set()  # returned values some printed side was compared with
+        # Coverage of one call: which elements of each result ("result" or a returned name) a printed statement
+        # defines. `PE_{(pos, 2i)} = …` alone compares only the even columns, which are right; the odd ones
+        # would pass unprinted. A gap is kept (first per call) and reported once every value has agreed.
+        self.coverage: dict[str, np.ndarray] = {}
+        self.gaps: list[tuple[str, str]] = []
         self.limits: dict[int, list[tex.Reduce]] = {}  # sums with a symbol as upper limit, per statement
         self.simple: dict[tuple[str, str, str, str, int], tuple[ast.expr, str]] = {}
         self.compound: dict[tuple[tuple[str, str], ...], str] = {}
@@ -246,6 +254,7 @@ class _Plan:
         single = None if returns else _result_value(result, call)
         pending = [s for s in range(len(self.statements)) if (s, -1) not in self.skip_sides]
         compared = 0
+        self.coverage = {}
         while pending:
             deferred: list[int] = []
             first_error: Unbound | None = None
@@ -260,7 +269,26 @@ class _Plan:
                 raise first_error
             pending = deferred
         used.update(scope.used)
+        self.gaps.extend(_gap(name, mask, call) for name, mask in self.coverage.items() if not mask.all())
         return compared
+
+    def cover(self, name: str | None, target: LArr, free: list[tex.Node] | None, scope: Scope) -> None:
+        """Mark the elements of `target` (the result, or the returned `name`) that one statement defines.
+
+        With free indices the element ids are indexed exactly as the target was (`scope.index`), so
+        `PE_{(pos, 2i+1)}` marks the odd columns; without, the statement covers the whole value.
+        """
+        if name is None or target.labels:
+            return
+        shape = target.arr.shape
+        mask = self.coverage.setdefault(name, np.zeros(shape, dtype=bool))
+        if mask.shape != shape:  # not the same array (cannot happen for a name): no claim either way
+            return
+        if not free:
+            mask[...] = True
+            return
+        ids = scope.index(LArr(np.arange(mask.size).reshape(shape)), free).arr
+        np.put(mask, ids, True)
 
     def statement(self, s: int, scope: Scope, single: LArr | None, call: _Call) -> int:
         st = self.statements[s]
@@ -289,6 +317,7 @@ class _Plan:
             hits = set(scope.returned_hits)
             free: list[tex.Node] = []
             local_key = None
+            named_part = False  # the target is a returned array of a tuple that the left side names
             if core is not None and not isinstance(head, tex.App):
                 local_key = core[0].key
             if head_value is None and core is not None:
@@ -296,6 +325,9 @@ class _Plan:
                 referenced = not isinstance(head, tex.App) and _ref(atom) in self.referenced[s]
                 if single is not None and not referenced:
                     target = single
+                elif single is None and not referenced and free:  # `y_{o,h}` naming one returned array
+                    target, hits = self.returned_part(atom, scope)
+                    named_part = target is not None
             elif head_value is not None and single is not None and (
                     core is None or _ref(core[0]) not in self.referenced[s]):
                 target = single
@@ -313,9 +345,11 @@ class _Plan:
                 variables = self.bind_free(free, target, st, scope)
                 indexed_target = scope.index(target, free) if target is not None and free else target
                 compared = 0
+                defines = False  # a printed side gives the target's elements (equal, or undefined there)
                 first: tuple[LArr, str] | None = None
                 for k in sides:
                     if (s, k) in self.skip_sides:
+                        defines = defines or k > 0  # printed, with its reason for not being evaluated
                         continue
                     printed = as_larr(scope.num(st.sides[k]))
                     if first is None:
@@ -325,11 +359,14 @@ class _Plan:
                         if outcome is not None and outcome != "undefined":
                             raise _Failure(_mismatch(st.texts[k], outcome, call))
                         compared += outcome is None
+                        defines = True
                     elif first[0] is not printed:  # two printed sides of an intermediate: they must agree,
                         outcome = _compare(printed, first[0])  # but that does not check the code
                         if outcome is not None and outcome != "undefined":
                             raise _Failure(f"`{st.texts[k]}` and `{first[1]}` differ for {call.text}: {outcome}")
-                if compared and head_value is not None:
+                if defines and target is not None and indexed_target is not None:
+                    self.cover(_owner(target, single, hits), target, free, scope)
+                if compared and (head_value is not None or named_part):
                     self.compared_returns |= hits
                 if local_key is not None:
                     value = first[0] if first is not None else indexed_target
@@ -342,6 +379,21 @@ class _Plan:
             finally:
                 scope.indices = saved
             return compared
+
+    def returned_part(self, atom: tex.Atom, scope: Scope) -> tuple[LArr | None, set[str]]:
+        """The returned array (of a tuple) that a left side with free indices names, and its name."""
+        scope.head_mode = True
+        scope.returned_hits.clear()
+        try:
+            value = scope.named(atom, True, "returns")
+        except Unbound:
+            value = None
+        finally:
+            scope.head_mode = False
+        hits = set(scope.returned_hits)
+        if not isinstance(value, LArr) or len(hits) != 1:
+            return None, set()
+        return value, hits
 
     def bind_limits(self, s: int, scope: Scope) -> None:
         """`\\frac{1}{n} \\sum_{i=1}^{n}`: an unbound upper limit is the length of the axis the index names."""
@@ -404,6 +456,7 @@ class _Plan:
         scope.locals[head.key] = new
         if outcome is None:
             self.compared_returns |= hits
+        self.cover(_owner(target, single, hits), target, None, scope)
         return int(outcome is None)
 
     def distribution(self, st: tex.Statement, scope: Scope, single: LArr | None) -> int:
@@ -419,6 +472,8 @@ class _Plan:
                 sample = single
         finally:
             scope.head_mode = False
+        if sample is single:  # every draw follows the printed distribution
+            self.cover("result", sample, None, scope)
         values = np.asarray(sample.arr, dtype=float).ravel()
         if values.size < MIN_SAMPLES:
             return 0
@@ -446,6 +501,58 @@ class _Plan:
                                f"{n} draws have mean {values.mean():.6g}")
             return 1
         raise EvalError(f"distribution {name} is not supported (N, Bernoulli)")
+
+
+def _owner(target: LArr, single: LArr | None, hits: set[str]) -> str | None:
+    """Whose elements a statement defines: the single result, one returned name, or (unknown) nobody."""
+    if target is single:
+        return "result"
+    return next(iter(hits)) if len(hits) == 1 else None
+
+
+def _gap(name: str, mask: np.ndarray, call: _Call) -> tuple[str, str]:
+    """The coverage problem of one result: how much is printed, one element that is not, what is missing."""
+    what = "the result" if name == "result" else f"the returned {name}"
+    example = [int(i) for i in np.argwhere(~mask)[0]]
+    message = (f"the printed formula defines only {int(mask.sum())} of {mask.size} elements of {what} for "
+               f"{call.text} (e.g. {example} is never given)")
+    return message, (f"print the missing case (e.g. {_missing_part(mask)}) or mark it unchecked in check:"
+                     " (its left side printed, the right side unchecked with the reason)")
+
+
+def _missing_part(mask: np.ndarray) -> str:
+    """`the odd columns`, `rows 2, 3`, `the off-diagonal elements`: the shape of what no statement defines."""
+    missing = ~mask
+    if mask.ndim == 2 and mask.shape[0] == mask.shape[1] > 1:
+        eye = np.eye(mask.shape[0], dtype=bool)
+        if np.array_equal(missing, ~eye):
+            return "the off-diagonal elements"
+        if np.array_equal(missing, eye):
+            return "the diagonal"
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        along = missing.any(axis=others) if others else missing
+        if not np.array_equal(missing, np.broadcast_to(np.expand_dims(along, others), missing.shape)):
+            continue  # what is missing depends on more than this axis
+        where = np.flatnonzero(along)
+        length = along.size
+        plural, singular = _axis_words(mask.ndim, axis)
+        on = f" on axis {axis}" if mask.ndim > 2 else ""
+        if length > 2 and np.array_equal(where, np.arange(1, length, 2)):
+            return f"the odd {plural}{on}"
+        if length > 2 and np.array_equal(where, np.arange(0, length, 2)):
+            return f"the even {plural}{on}"
+        shown = ", ".join(str(int(i)) for i in where[:4]) + (", …" if where.size > 4 else "")
+        return f"{plural if where.size > 1 else singular} {shown}{on}"
+    return "the elements no statement gives"
+
+
+def _axis_words(ndim: int, axis: int) -> tuple[str, str]:
+    if ndim == 1:
+        return "entries", "entry"
+    if ndim == 2:
+        return ("rows", "row") if axis == 0 else ("columns", "column")
+    return "indices", "index"
 
 
 def _arrayish(value: Any) -> Any:
