@@ -238,3 +238,45 @@ def test_sheetgen_anki_writes_the_deck_after_the_check(tmp_path: Path, capsys: p
     assert main(argv) == 1
     assert not out.exists()
     assert "[twice] examples" in capsys.readouterr().err
+
+
+def test_ankis_own_importer_updates_instead_of_duplicating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anki's importer (the `anki` package, Anki's own Rust backend): a newer deck with one edit updates the
+    same notes, keeps their count, and changes the edited field; re-importing the older deck changes nothing."""
+    collection_module = pytest.importorskip("anki.collection")
+    from anki.import_export_pb2 import ImportAnkiPackageUpdateCondition
+
+    old = "meaning: Sum of elementwise products; large when the vectors point the same way."
+    paths = []
+    for epoch, text in (("1700000000", YAML_TEXT), ("1700000600", YAML_TEXT.replace(old, "meaning: Edited."))):
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+        paths.append(tmp_path / f"deck-{epoch}.apkg")
+        paths[-1].write_bytes(render_deck(load_sheet_text(text)))
+    first, second = paths
+    (tmp_path / "user").mkdir()
+    col = collection_module.Collection(str(tmp_path / "user" / "collection.anki2"))
+    try:
+        if_newer = ImportAnkiPackageUpdateCondition.IMPORT_ANKI_PACKAGE_UPDATE_CONDITION_IF_NEWER  # Anki's default
+
+        def import_(path: Path) -> Any:
+            options = collection_module.ImportAnkiPackageOptions(
+                with_scheduling=False, with_deck_configs=False, update_notes=if_newer, update_notetypes=if_newer)
+            request = collection_module.ImportAnkiPackageRequest(package_path=str(path), options=options)
+            return col.import_anki_package(request).log
+
+        expected = len(raw_entries())
+        log = import_(first)
+        assert len(log.new) == expected and not log.conflicting and not log.missing_notetype
+        assert col.note_count() == col.card_count() == expected
+        dot = col.find_notes('"deck:ML Interview Cheat Sheet::Math essentials" "Name:Dot product"')
+        assert len(dot) == 1
+        log = import_(second)
+        assert not log.new and len(log.updated) == expected and col.note_count() == expected
+        assert col.get_note(dot[0])["Meaning"] == "Edited."
+        assert col.find_notes('"Name:Dot product"') == dot  # the same note, not a new one
+        log = import_(first)  # an older deck: Anki keeps the newer text
+        assert not log.new and not log.updated and col.get_note(dot[0])["Meaning"] == "Edited."
+        names = {d.name for d in col.decks.all_names_and_ids()}
+        assert "ML Interview Cheat Sheet::Transformers" in names
+    finally:
+        col.close()
