@@ -90,8 +90,8 @@ def test_the_fit_uses_the_page(built: dict[str, RenderedPdf], paper: str) -> Non
     assert result.fill > 0.9 * min(pages, result.pages), result.fill
 
 
-def text_sizes(pdf: bytes) -> list[tuple[float, str, str, bool]]:
-    """(size in pt, font, text, is a math script) of every text run a reader has to read, measured in the PDF itself.
+def text_sizes(pdf: bytes) -> list[tuple[float, str, str, int]]:
+    """(size in pt, font, text, script level) of every text run a reader has to read, measured in the PDF itself.
 
     How: pypdf's text visitor reports, for each text-showing operator, the font, the `Tf` size and
     the text and current transformation matrices (form XObjects included). The printed size is
@@ -101,22 +101,27 @@ def text_sizes(pdf: bytes) -> list[tuple[float, str, str, bool]]:
 
     Every run counts: the sheet's own fonts (names, body, meanings, sources, code, step points,
     headings, title, footer) and every math run, sub/superscripts included. A math run is
-    recognisable by its KaTeX font; it is a script when its size in the formula image (which keeps
-    the atlas's px sizes) is below the formula's base size REFERENCE_PX × KATEX_EM.
+    recognisable by its KaTeX font; its script level comes from its size in the formula image, which
+    keeps the atlas's px sizes: the base size is REFERENCE_PX × KATEX_EM (level 0; big operators and
+    delimiters are larger), first-level scripts 0.7 of it (level 1), second-level 0.5 (level 2).
     """
     from pypdf import PdfReader
 
     math_base = pdf_atlas.REFERENCE_PX * pdf_atlas.KATEX_EM
-    runs: list[tuple[float, str, str, bool]] = []
+    first, second = pdf_atlas.SCRIPT_RATIOS
+    runs: list[tuple[float, str, str, int]] = []
 
     def visit(text: str, cm: Sequence[float], tm: Sequence[float], font: dict[str, object] | None,
               size: float) -> None:
         if not text.strip() or font is None:
             return
         name = str(font.get("/BaseFont", "")).split("+")[-1]
+        level = 0
+        if "KaTeX_" in name and size < math_base - 0.01:
+            level = 1 if size > (first + second) / 2 * math_base else 2
         # vertical scale of Tm × CTM: the length of its second row (x-scale can differ: condensed fonts)
         c, d = tm[2] * cm[0] + tm[3] * cm[2], tm[2] * cm[1] + tm[3] * cm[3]
-        runs.append((size * math.hypot(c, d), name, text, "KaTeX_" in name and size < math_base - 0.01))
+        runs.append((size * math.hypot(c, d), name, text, level))
 
     for page in PdfReader(io.BytesIO(pdf)).pages:
         page.extract_text(visitor_text=visit)
@@ -128,21 +133,17 @@ def text_sizes(pdf: bytes) -> list[tuple[float, str, str, bool]]:
 def test_smallest_text_is_at_least_the_stated_floors(built: dict[str, RenderedPdf], sheet: Sheet,
                                                      paper: str) -> None:
     """What the README states, measured on every text run of the PDF: text and each formula's base
-    size are at least `font_min_pt` (6.5 pt); sub/superscripts, at every level, at least
-    SCRIPT_RATIO of it (4.55 pt). KaTeX's own second-level scripts would be half the base: 3.9 pt."""
+    size are at least `font_min_pt` (6.5 pt); KaTeX's sub/superscripts at least 0.7 (first level) and
+    0.5 (second level) of it: 4.55 and 3.25 pt."""
     runs = text_sizes(built[paper].pdf)
-    text = [run for run in runs if "KaTeX_" not in run[1]]
-    math_runs = [run for run in runs if "KaTeX_" in run[1]]
-    assert len(math_runs) > 100, "no math found: is the measure still right?"
-    assert len(text) > 300, "too little text found"
+    assert sum("KaTeX_" in name for _, name, _, _ in runs) > 100, "no math found: is the measure still right?"
+    assert sum("KaTeX_" not in name for _, name, _, _ in runs) > 300, "too little text found"
+    assert {level for *_, level in runs} == {0, 1, 2}, "no scripts of both levels: is the measure still right?"
     floor = max(6.5, sheet.sheet.print_settings.font_min_pt)
-    small = sorted({(round(size, 2), name, t[:40]) for size, name, t, script in runs
-                    if size < floor - 0.01 and not script})
-    assert not small, f"{len(small)} text or formula runs below {floor:g} pt, e.g. {small[:5]}"
-    script_floor = pdf_atlas.SCRIPT_RATIO * floor
-    small = sorted({(round(size, 2), name, t[:40]) for size, name, t, _ in math_runs if size < script_floor - 0.01})
-    assert not small, f"{len(small)} math runs below {script_floor:g} pt, e.g. {small[:5]}"
-    assert any(script for *_, script in math_runs), "no script smaller than the base size: is the measure still right?"
+    floors = {0: floor, 1: pdf_atlas.SCRIPT_RATIOS[0] * floor, 2: pdf_atlas.SCRIPT_RATIOS[1] * floor}
+    small = sorted({(level, round(size, 2), name, t[:40]) for size, name, t, level in runs
+                    if size < floors[level] - 0.01})
+    assert not small, f"{len(small)} runs below their floor (level, size, font, text), e.g. {small[:5]}"
 
 
 @slow
