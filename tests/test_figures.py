@@ -59,6 +59,33 @@ def test_every_figure_is_valid_deterministic_svg(sheet: Sheet, drawn: dict[str, 
     assert cached.svgs == drawn and cached.drawn == 0
 
 
+def _luminance(colour: str) -> float:
+    """WCAG 2.1 relative luminance of `#rrggbb`."""
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.slow
+def test_colours_read_on_the_light_and_the_dark_page(drawn: dict[str, str]) -> None:
+    # The backgrounds are transparent: the page shows through. Material's default white and its slate
+    # (hsl(225, 15%, 14%) = #1e2029). WCAG: 3:1 for graphics, text at least that too (it is small).
+    pages = ("#ffffff", "#1e2029")
+    for entry_id, svg in drawn.items():
+        # The figure's own background rectangle is unfilled (transparent), and so is each axes'.
+        assert re.search(r'<g id="patch_1">\s*<path d="[^"]*" style="fill: none"/>', svg), entry_id
+        for kind, colour in re.findall(r"(fill|stroke): ?(#[0-9a-fA-F]{6})", svg):
+            for page in pages:
+                assert _contrast(colour, page) >= 3.0, (entry_id, kind, colour, page)
+        for style in re.findall(r'<text style="([^"]*)"', svg):
+            assert "fill: #808080" in style, (entry_id, style)  # the mid grey: about 4:1 on both pages
+
+
 # --- the data come from the module --------------------------------------------------------------
 
 
