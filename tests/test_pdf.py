@@ -288,6 +288,25 @@ def test_html_escapes_prose_and_honours_print_and_mono(sheet: Sheet) -> None:
     assert f'id="{hidden.id}"' in html and f'id="{hidden.id}"' not in render_pdf_html(flags, math, 7.0, "a4")
 
 
+def test_facts_cite_like_formulas(sheet: Sheet) -> None:
+    """Issue 11: NLP facts cited inline in black "(Mikolov et al., 2013)" while formulas carry a grey
+    short citation. Every "(Authors, year)" in a fact is now grey; a closing one goes after the text."""
+    from sheetgen.model import Fact
+
+    renderer = KatexRenderer(cache_path=None)
+    sections = printed_sections(sheet, edition="full")
+    html = render_pdf_html(sheet, renderer.render_map(pdf_math_requests(sheet, sections)), 7.0, "a4", edition="full")
+    cited = [e for s in sections for e in s.entries
+             if isinstance(e, Fact) and re.search(r"\([A-Z][^()]*\b(?:19|20)\d\d\)", e.text)]
+    assert cited, "no fact cites a work: the test has nothing to check"
+    work = re.compile(r"\(([A-Z][\w'’-]+(?: et al\.| & [A-Z][\w'’-]+)?),? ((?:19|20)\d\d)\)")
+    for fact in cited:
+        card = html[html.index(f'id="{fact.id}"'):].split("</div>", 1)[0].replace("\N{NO-BREAK SPACE}", " ")
+        for names, year in work.findall(fact.text):
+            assert f"{names}, {year}" not in card, fact.id
+            assert re.search(rf'<span class="source">\(?{re.escape(names)} {year}\)?</span>', card), (fact.id, card)
+
+
 @pytest.mark.parametrize(("source", "short"), [
     ("Kingma & Ba, Adam (ICLR 2015), Algorithm 1", "Kingma & Ba 2015"),
     ("Strang, Introduction to Linear Algebra (5th ed., 2016), §1.2", "Strang 2016"),

@@ -344,7 +344,7 @@ def column_em(sheet: Sheet, paper: str, font_size_pt: float, columns: int | None
     return (content_pt - gaps_pt) / columns / font_size_pt
 
 
-_FACT_CITE = re.compile(r"\s*\((" + _NAME + r"(?: et al\.| & " + _NAME + r")?),? ((?:1[89]|20)\d\d)\)(?=\.?$)")
+_FACT_CITE = re.compile(r"\s*\((" + _NAME + r"(?: et al\.| & " + _NAME + r")?),? ((?:1[89]|20)\d\d)\)")
 
 
 def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | MathImage], font_size_pt: float,
@@ -410,13 +410,20 @@ def render_pdf_html(sheet: Sheet, math_html: Mapping[tuple[str, bool], str | Mat
         return Markup('\N{EN SPACE}<span class="source">{}</span>').format(text)
 
     def fact_text(text: str) -> Markup:
-        """A fact's text; a closing "(Mikolov et al., 2013)" becomes the grey short citation that
-        formulas carry, so every card cites the same way."""
-        found = _FACT_CITE.search(text)
-        if found is None:
-            return prose(text)
-        rest = text[:found.start()] + text[found.end():]
-        return prose(rest) + short_cite(f"{found.group(1)} {found.group(2)}")
+        """A fact's text, citing like the formulas: a closing "(Mikolov et al., 2013)" becomes the grey
+        short citation after the text ("… context. Mikolov et al. 2013"); one inside the text stays
+        in place, grey, in parentheses."""
+        out = Markup("")
+        at = 0
+        for found in _FACT_CITE.finditer(text):
+            work = f"{found.group(1)} {found.group(2)}"
+            tail = text[found.end():]
+            out += prose(text[at:found.start()])
+            if tail.strip() in ("", "."):
+                return out + prose(tail.strip()) + short_cite(work)
+            out += Markup(' <span class="source">({})</span>').format(work.replace(" ", "\N{NO-BREAK SPACE}"))
+            at = found.end()
+        return out + prose(text[at:]) if text[at:] else out
 
     small_pt = max(SMALL_EM * font_size_pt, settings.font_min_pt)
     # Characters per code line: the column less the code block's padding (0.25rem each side) and
