@@ -165,7 +165,10 @@ def _run_in_child(child: sandbox.Child, sheet: Sheet, source: str, checks: tuple
             else:
                 want = sandbox.clip(example.want.strip(), _MESSAGE_CHARS) if example is not None else ""
                 problem = f"doctest `{shown}` expected {want!r} but got {sandbox.clip(got.strip(), _MESSAGE_CHARS)!r}"
-            problems.append(Problem(sheet.source_path, line, problem, _FIX, None, formula.id, "examples"))
+            fix = _FIX
+            if exception is not None and exception.startswith("MemoryError"):
+                fix = f"examples may use {LIMITS.memory_bytes >> 20:,} MB of memory; use smaller inputs"
+            problems.append(Problem(sheet.source_path, line, problem, fix, None, formula.id, "examples"))
     extra: dict[str, Any] = {}
     if problems:  # the extra checks build on the examples: they run once the examples pass
         return {"problems": problems, "examples": examples, "extra": extra}
