@@ -212,7 +212,8 @@ def build_pages(sheet: Sheet, module: str, slow: SlowOutputs, *, build_dir: Path
         out.files[NOTEBOOK_ZIP_PATH] = _zip(slow.notebooks)
     links = site_pages.Links(pdf=PDF_PATH if options.pdf else None, module=MODULE_PATH,
                              notebook_pages=notebook_pages,
-                             notebook_files={ident: out.notebook_pages[p] for ident, p in notebook_pages.items()})
+                             notebook_files={ident: out.notebook_pages[p] for ident, p in notebook_pages.items()},
+                             figures={ident: f"{FIGURES_DIR}/{ident}.svg" for ident in slow.figures})
     with clock("pages"):
         out.pages = site_pages.render_pages(sheet, out.math, links)
         out.files[MODULE_PATH] = module.encode("utf-8")

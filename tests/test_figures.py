@@ -7,6 +7,7 @@ artists' data back: values, not pixels.
 
 from __future__ import annotations
 
+import html
 import re
 import types
 import xml.etree.ElementTree as ET
@@ -57,6 +58,37 @@ def test_every_figure_is_valid_deterministic_svg(sheet: Sheet, drawn: dict[str, 
     assert again.svgs == drawn and again.drawn == len(drawn)
     cached = render_figures(sheet, render_module(sheet), cache_dir=tmp_path)
     assert cached.svgs == drawn and cached.drawn == 0
+
+
+@pytest.mark.slow
+def test_every_figure_is_on_its_card(sheet: Sheet, drawn: dict[str, str]) -> None:
+    from sheetgen.pipeline import FIGURES_DIR
+    from sheetgen.render import site
+
+    links = site.Links(figures={i: f"{FIGURES_DIR}/{i}.svg" for i in drawn})
+    pages = site.render_pages(sheet, _math_stub(sheet), links)
+    for section in sheet.sections:
+        page = pages[site.section_path(section)]
+        for entry in section.entries:
+            if entry.id in drawn:
+                figure = getattr(entry, "figure", None)
+                assert figure is not None
+                # A Markdown image (MkDocs resolves its path), the caption as alt text and under it.
+                path = re.escape(f"../{FIGURES_DIR}/{entry.id}.svg")
+                image = re.search(rf"!\[([^\]]+)\]\({path}\)\{{ \.sg-figure loading=lazy }}", page)
+                assert image is not None, entry.id
+                assert html.unescape(image.group(1)) == figure.caption
+                assert page.count(image.group(1)) == 2  # alt text and caption
+    # Without a drawn SVG (under serve, before the background build drew it) there is no image.
+    bare = site.render_pages(sheet, _math_stub(sheet), site.Links())
+    assert not any("assets/figures/" in page for page in bare.values())
+
+
+def _math_stub(sheet: Sheet) -> Any:
+    """KaTeX HTML stand-ins for every math request (the cards' math is not what this test is about)."""
+    from sheetgen.render import site
+
+    return {(r.tex, r.display): "<span>m</span>" for r in site.math_requests(sheet)}
 
 
 def _luminance(colour: str) -> float:
@@ -189,8 +221,10 @@ def test_positional_encoding_and_attention_maps(draw: Any) -> None:
     weights = np.asarray(figure.axes[0].images[0].get_array())
     Q, K = figure.scope["Q"], figure.scope["K"]
     scores = Q @ K.T / np.sqrt(Q.shape[1]) + np.triu(np.full((8, 8), -np.inf), 1)
-    np.testing.assert_allclose(weights, softmax(scores, axis=1), atol=1e-12)
-    assert np.all(np.triu(weights, 1) == 0)
+    lower = np.tril(np.ones((8, 8), dtype=bool))
+    np.testing.assert_allclose(weights[lower], softmax(scores, axis=1)[lower], atol=1e-12)
+    assert np.all(np.isnan(weights[~lower]))  # the masked future is left blank
+    np.testing.assert_allclose(np.nansum(weights, axis=1), 1.0, atol=1e-12)
 
 
 def test_rope_points_turn_by_the_position(draw: Any) -> None:

@@ -141,6 +141,8 @@ class Links:
     """Section id → the rendered notebook page (`notebooks/<id>.ipynb`)."""
     notebook_files: Mapping[str, str] = field(default_factory=dict)
     """Section id → the raw notebook to download (`downloads/notebooks/<id>.ipynb`)."""
+    figures: Mapping[str, str] = field(default_factory=dict)
+    """Entry id → its figure (`assets/figures/<id>.svg`, drawn by `sheetgen.figures`)."""
 
 
 def section_path(section: Section) -> str:
