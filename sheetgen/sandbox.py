@@ -285,6 +285,11 @@ def _address_space() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+def _max_fd() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return soft if soft != resource.RLIM_INFINITY and soft < 1 << 20 else 1 << 16
+
+
 def _limit(which: int, soft: int, hard: int | None = None) -> None:
     """Lower a resource limit (never above an existing hard limit)."""
     _, current = resource.getrlimit(which)
@@ -295,9 +300,12 @@ def _limit(which: int, soft: int, hard: int | None = None) -> None:
         resource.setrlimit(which, (soft, hard))
 
 
-def _confine(limits: Limits, workdir: str) -> None:
+def _confine(limits: Limits, workdir: str, keep_fd: int) -> None:
     """Everything the child does before it runs YAML code."""
     os.setsid()  # own session and process group: no terminal Ctrl-C, and the parent can kill the group
+    # No descriptor of the parent's but the pipe back: not the build's lock, not a server's sockets.
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, _max_fd())
     os.chdir(workdir)
     os.environ.clear()
     os.environ.update(scrubbed_env(workdir))
@@ -323,7 +331,7 @@ def _confine(limits: Limits, workdir: str) -> None:
 def _child_main(conn: Connection, target: Callable[..., Any], args: tuple[Any, ...], limits: Limits,
                 workdir: str) -> None:
     try:
-        _confine(limits, workdir)
+        _confine(limits, workdir, conn.fileno())
         value = target(Child(conn), *args)
         try:
             conn.send(("done", value))

@@ -42,6 +42,21 @@ def test_child_runs_in_a_temporary_folder_with_a_scrubbed_environment(monkeypatc
     assert seen["pgid"] == seen["pid"] != os.getpgid(0)  # its own process group: killed as a whole
 
 
+def _can_write(child: sandbox.Child, fd: int) -> str:
+    try:
+        os.write(fd, b"from the child\n")
+    except OSError as err:
+        return type(err).__name__
+    return "wrote"
+
+
+def test_the_child_gets_none_of_the_parents_descriptors(tmp_path: Path) -> None:
+    target = tmp_path / "parent-file"
+    with target.open("wb") as handle:  # e.g. the build's lock file, or a server's socket
+        outcome = sandbox.run(_can_write, handle.fileno(), limits=FAST)
+    assert outcome.value == "OSError" and target.read_bytes() == b""
+
+
 def _spin(child: sandbox.Child) -> None:
     child.step("spin")
     child.note("inside")
