@@ -135,9 +135,12 @@ def run(target: Callable[..., Any], *args: Any, limits: Limits = Limits(),
         gc.freeze()  # the child's collector leaves the parent's objects alone: fewer copy-on-write pages
         try:
             process.start()
+        except OSError as err:  # no process to be had (EAGAIN, ENOMEM): say so, like any failure
+            receive.close()
+            return Outcome(failure="died", message=f"the process could not start ({err.strerror or err})")
         finally:
             gc.unfreeze()
-        send.close()
+            send.close()
         try:
             step_started, step_limit = started, limits.step_seconds
             while True:
@@ -226,11 +229,12 @@ def _death(exitcode: int | None, workdir: str) -> str:
 
 def _kill_group(process: Any) -> None:
     """Kill the child and everything it started (it leads its own process group)."""
-    if process.pid is not None:
-        with contextlib.suppress(OSError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            process.kill()
+    if process.pid is None:
+        return  # never started
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        process.kill()
     process.join(5)
     with contextlib.suppress(ValueError):
         process.close()

@@ -182,6 +182,15 @@ def test_allowed_result_types_come_back() -> None:
     assert outcome.value == [Problem("f.yaml", 3, "what", "fix"), {"a": (1, 2.5, None, "x")}, {1, 2}]
 
 
+def test_a_child_that_cannot_start_is_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    outcome = sandbox.run(_where, limits=FAST)
+    assert outcome.failure == "died" and "could not start (Resource temporarily unavailable)" in outcome.message
+
+
 def test_clip() -> None:
     assert sandbox.clip("x" * 300_000) == "x" * 200 + "… (300,000 chars)"
     assert sandbox.clip("short") == "short"
