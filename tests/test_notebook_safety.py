@@ -205,3 +205,17 @@ def test_a_notebook_has_a_total_time_limit(tmp_path: Path, monkeypatch: pytest.M
     assert "Traceback" not in capfd.readouterr().err
     assert str(raised.value).startswith(f"small.yaml:{sheet.line_of('square', 'examples')} [square] examples: "
                                         "notebook notebooks/algebra.ipynb failed: the notebook ran longer than 8 s")
+
+
+def test_a_kernel_that_cannot_start_is_one_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheetgen import sandbox
+    from sheetgen.errors import SheetError
+    from sheetgen.render.notebooks import execute_notebooks, render_notebooks
+    from tests.test_notebooks import small_sheet
+
+    monkeypatch.setattr(sandbox, "limited_command", lambda argv, limits, baseline_bytes=0: ["/nonexistent/python"])
+    sheet = small_sheet()
+    with pytest.raises(SheetError) as raised:
+        execute_notebooks(render_notebooks(sheet), tmp_path, sheet=sheet)
+    assert len(raised.value.problems) == 1
+    assert "notebook notebooks/algebra.ipynb: no kernel to run it (FileNotFoundError" in str(raised.value)

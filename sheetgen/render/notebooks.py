@@ -337,6 +337,11 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
                     if isinstance(err, CellTimeoutError) and time.monotonic() >= deadline - 1:
                         err = CellTimeoutError(f"the notebook ran longer than {total:g} s")
                     return _cell_error(notebook, err, sheet, name)
+                except (RuntimeError, TimeoutError, OSError) as err:  # the kernel did not start or answer
+                    where = sheet.source_path if sheet is not None else name
+                    return SheetError([Problem(where, 0, f"notebook {name}: no kernel to run it "
+                                               f"({type(err).__name__}: {sandbox.clip(str(err), 120)})",
+                                               "run `make` to install the environment (ipykernel), then retry")])
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
         return None
