@@ -347,3 +347,34 @@ def test_the_pages_offer_the_figures_and_the_deck(tmp_path: Path) -> None:
     site = build_pages(sheet, module, slow, build_dir=tmp_path, renderer=renderer, options=options)
     assert site.files["assets/figures/twice.svg"] == slow.figures["twice"].encode("utf-8")
     assert site.files[DECK_PATH][:2] == b"PK"  # the .apkg, a zip
+
+
+def test_figure_code_cannot_put_script_into_the_svg() -> None:
+    # The code runs in the child that writes the SVG: it can replace savefig. The parent checks the result.
+    evil = ("plt.plot([1, 2])\n"
+            "ns = 'http:' + '//www.w3.org/2000/svg'  # the loader refuses a URL written out\n"
+            "plt.gcf().savefig = lambda out, **kw: out.write("
+            "f'<svg xmlns=\"{ns}\"><script>alert(1)</script></svg>')")
+    message = _problem(evil)
+    assert re.match(r"formulas\.yaml:\d+ \[twice\] figure: the SVG holds a <script> element", message)
+
+
+@pytest.mark.parametrize(("svg", "why"), [
+    ('<svg xmlns="http://www.w3.org/2000/svg"><foreignObject/></svg>', "<foreignObject> element"),
+    ('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', "event handler (onload)"),
+    ('<svg xmlns="http://www.w3.org/2000/svg" xmlns:x="http://www.w3.org/1999/xlink">'
+     '<image x:href="https://example.org/a.png"/></svg>', "links outside itself"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><g style="fill: url(https://x/y)"/></svg>', "outside resource"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><style>@import "x.css";</style></svg>', "style sheet"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><a/></svg>', "<a> element"),
+    ("<html/>", "not an SVG document"),
+    ("<svg", "not valid SVG"),
+    ('<svg xmlns="http://www.w3.org/2000/svg"><!--' + "x" * (2 << 20) + "--></svg>", "draw fewer points"),
+])
+def test_svg_check_refuses_what_a_plot_never_has(svg: str, why: str) -> None:
+    from sheetgen.figures import svg_problem
+
+    problem = svg_problem(svg)
+    assert problem is not None and why in problem
+    assert svg_problem('<svg xmlns="http://www.w3.org/2000/svg"><g clip-path="url(#p1)"><path d="M 0 0"/></g>'
+                       "</svg>") is None
