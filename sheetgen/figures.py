@@ -77,6 +77,9 @@ RC: Mapping[str, Any] = {
     "axes.spines.right": False,
 }
 
+SAVE: Mapping[str, Any] = {"bbox_inches": "tight", "metadata": {"Date": None, "Creator": None}}
+"""savefig's options: cropped to the drawing, no date and no creator (with matplotlib's version) in the file."""
+
 
 @dataclass(frozen=True)
 class Figures:
@@ -96,7 +99,7 @@ def figure_key(code: str, module_source: str) -> str:
     import numpy
 
     digest = hashlib.sha256()
-    style = json.dumps(dict(RC), sort_keys=True, default=str) + repr(PALETTE)
+    style = json.dumps([dict(RC), SAVE], sort_keys=True, default=str) + repr(PALETTE)
     for part in (str(FORMAT), code, module_source, _matplotlib_version(), numpy.__version__, style):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()
@@ -253,7 +256,7 @@ def _draw_in_child(child: sandbox.Child, module_source: str, figures: list[tuple
                 problems.append((entry_id, (0, "draws nothing (no axes with data)")))
                 continue
             buffer = io.StringIO()
-            figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+            figure.savefig(buffer, format="svg", **SAVE)
         except BaseException as err:  # anything the code can raise, SystemExit and KeyboardInterrupt included
             lines = [f.lineno or 0 for f in traceback.extract_tb(err.__traceback__) if f.filename == filename]
             if isinstance(err, SyntaxError) and err.filename == filename:
