@@ -219,3 +219,20 @@ def test_a_kernel_that_cannot_start_is_one_problem(tmp_path: Path, monkeypatch: 
         execute_notebooks(render_notebooks(sheet), tmp_path, sheet=sheet)
     assert len(raised.value.problems) == 1
     assert "notebook notebooks/algebra.ipynb: no kernel to run it (FileNotFoundError" in str(raised.value)
+
+
+def test_a_failing_figure_cell_is_blamed_on_the_figure(tmp_path: Path) -> None:
+    from sheetgen.errors import SheetError
+    from sheetgen.render.notebooks import execute_notebooks, render_notebooks
+    from tests.test_notebooks import SMALL, small_sheet
+
+    figure = ("        figure:\n          caption: Squares.\n          code: |\n"
+              "            plt.plot([1, 2], square([1, 2]))\n"
+              "            assert 'ipykernel' not in __import__('sys').modules, 'only in the kernel'\n")
+    marker = "      - kind: formula\n        id: fourth\n"
+    sheet = small_sheet(SMALL.replace(marker, figure + marker))
+    assert sheet.formula("square").figure is not None
+    with pytest.raises(SheetError) as raised:
+        execute_notebooks(render_notebooks(sheet), tmp_path, sheet=sheet)
+    assert str(raised.value).startswith(f"small.yaml:{sheet.line_of('square', 'figure')} [square] figure: notebook")
+    assert "AssertionError: only in the kernel" in str(raised.value)

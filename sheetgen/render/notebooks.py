@@ -387,9 +387,11 @@ def _cell_error(notebook: NotebookNode, err: Exception, sheet: Sheet | None, nam
     elif isinstance(err, DeadKernelError):
         message = "the kernel died (out of memory, CPU time, or the code ended it)"
     message = sandbox.clip(message)
-    entry_id = str(failed.get("id", "")).removesuffix("-code") if failed is not None else None
+    cell_id = str(failed.get("id", "")) if failed is not None else ""
+    # `<id>-code` holds the examples, `<id>-figure` the figure code.
+    entry_id, field = cell_id.rpartition("-")[0], "figure" if cell_id.endswith("-figure") else "examples"
     fix = "the doctests pass but the notebook cell failed; run `sheetgen notebooks` and open the notebook"
-    if sheet is not None and entry_id and entry_id != "setup":
-        return SheetError([Problem(sheet.source_path, sheet.line_of(entry_id, "examples"),
-                                   f"notebook {name} failed: {message}", fix, None, entry_id, "examples")])
+    if sheet is not None and entry_id and any(f.id == entry_id for f in sheet.formulas()):
+        return SheetError([Problem(sheet.source_path, sheet.line_of(entry_id, field),
+                                   f"notebook {name} failed: {message}", fix, None, entry_id, field)])
     return SheetError([Problem(name, 0, f"notebook failed: {message}", fix)])
