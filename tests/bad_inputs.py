@@ -184,12 +184,11 @@ CASES: tuple[BadInput, ...] = (
              "unreadable"),
     BadInput("a symlink to /dev/zero (endless input)", None, "", 0, None, "is a device", "dev-zero"),
     BadInput("a named pipe (FIFO) as the file", None, "", 0, None, "is a named pipe", "fifo"),
-    BadInput("a read-only output folder (build/ on a read-only file system)", _DOT_LATEX,
-             _DOT_LATEX.replace(r"\cos\theta", r"\cos\vartheta"), 0, None, "Read-only file system",
-             "read-only-output"),
-    BadInput("a full disk (ENOSPC while writing build/)", _DOT_LATEX,
-             _DOT_LATEX.replace(r"\cos\theta", r"\cos\vartheta"), 0, None, "No space left on device",
-             "disk-full"),
+    # A valid edit that brings new math, so that even `check` has something to write (its KaTeX cache).
+    BadInput("a read-only output folder (build/ on a read-only file system)", _DOT_MEANING,
+             _DOT_MEANING + r" ($a \perp b$ gives 0.)", 0, None, "Read-only file system", "read-only-output"),
+    BadInput("a full disk (ENOSPC while writing build/)", _DOT_MEANING,
+             _DOT_MEANING + r" ($a \perp b$ gives 0.)", 0, None, "No space left on device", "disk-full"),
     BadInput("`sheetgen serve` on a port that is taken", None, "", 0, None, "Address already in use",
              "port-taken"),
 )
