@@ -378,3 +378,59 @@ def test_svg_check_refuses_what_a_plot_never_has(svg: str, why: str) -> None:
     assert problem is not None and why in problem
     assert svg_problem('<svg xmlns="http://www.w3.org/2000/svg"><g clip-path="url(#p1)"><path d="M 0 0"/></g>'
                        "</svg>") is None
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@needs_katex
+def test_the_built_site_shows_the_figures_in_both_palettes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """MkDocs resolves the image paths: in Chromium each figure (a formula's and a fact's) loads on its card,
+    in the light and the dark palette, with its caption as alt text."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.sitehelpers import built_site
+
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian chromium is not installed")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    figure = "        figure:\n          caption: {caption}\n          code: |\n            x = np.arange(5)\n" \
+             "            plt.plot(x, twice(x))\n"
+    text = SMALL.replace("          -6\n", "          -6\n" + figure.format(caption="Twice, drawn."), 1)
+    text = text.replace("        latex: 'a^2 + b^2 = c^2'\n",
+                        "        latex: 'a^2 + b^2 = c^2'\n" + figure.format(caption="A fact, drawn."), 1)
+    source = tmp_path_factory.mktemp("figures-site") / "formulas.yaml"
+    source.write_text(text, encoding="utf-8")
+    site = built_site(str(source))
+    assert {p.name for p in (site / "assets" / "figures").iterdir()} == {"twice.svg", "a_fact.svg"}
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                for scheme in ("default", "slate"):
+                    page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/sections/basics/")
+                    page.evaluate(f"document.body.setAttribute('data-md-color-scheme', '{scheme}')")
+                    for entry_id, caption in (("twice", "Twice, drawn."), ("a_fact", "A fact, drawn.")):
+                        image = page.locator(f"img[src$='assets/figures/{entry_id}.svg']")
+                        image.scroll_into_view_if_needed()
+                        page.wait_for_function(f"document.querySelector(\"img[src$='{entry_id}.svg']\").complete")
+                        width = image.evaluate("img => img.naturalWidth")
+                        assert width > 100, (scheme, entry_id, width)
+                        assert image.get_attribute("alt") == caption
+            finally:
+                browser.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
