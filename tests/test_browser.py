@@ -362,3 +362,22 @@ def test_quiz_mode_folds_rapid_fire_answers(server: str, browser: Any, sheet: Sh
         assert page.locator("details.question[open]").count() == 1
     finally:
         context.close()
+
+
+def test_notebook_copy_button_clears_the_code_on_a_phone(server: str, browser: Any, sheet: Sheet) -> None:
+    section_id, _ = first_section_with_formulas(sheet)
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/notebooks/{section_id}/", wait_until="load")
+        overlaps = page.evaluate("""() => [...document.querySelectorAll('.jp-CodeCell')].map(cell => {
+            const button = cell.querySelector('clipboard-copy'), pre = cell.querySelector('.highlight-ipynb pre');
+            if (!button || !pre) return false;
+            const b = button.getBoundingClientRect(), range = document.createRange();
+            range.selectNodeContents(pre);
+            return [...range.getClientRects()].some(r => r.width > 0 && r.left < b.right && r.right > b.left
+                                                        && r.top < b.bottom && r.bottom > b.top);
+        })""")
+        assert overlaps and not any(overlaps), overlaps
+    finally:
+        context.close()
