@@ -22,7 +22,6 @@ import functools
 import hashlib
 import importlib.metadata
 import json
-import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from . import sandbox
 from .cache import FileCache
 from .errors import Problem, SheetError
 from .model import Fact, Formula, Sheet
+from .svgsafe import unsafe_svg
 
 __all__ = ["FIGURE_LIMITS", "RC", "Figures", "figure_entries", "render_figures", "svg_problem"]
 
@@ -154,47 +154,20 @@ def render_figures(sheet: Sheet, module_source: str, *, cache_dir: Path | None,
 
 MAX_SVG_BYTES = 2 << 20
 """A figure's SVG is a few tens of KB; past 2 MB it is a problem (too many points, or not a plot)."""
-_SVG_ELEMENTS = frozenset({
-    "svg", "metadata", "RDF", "Work", "type", "format", "title", "desc", "defs", "style", "g", "path", "use",
-    "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "stop", "rect", "circle", "ellipse",
-    "line", "polyline", "polygon", "text", "tspan", "image",
-})
-_URL = re.compile(r"url\(\s*(?!#)", re.IGNORECASE)
 
 
 def svg_problem(svg: str) -> str | None:
-    """Why an SVG from the child is not a plain matplotlib drawing, or None.
+    """Why an SVG from the child may not be published, or None.
 
     The figure code runs in the same child that writes the SVG, so it could change what is written. The
     site shows the SVG in an <img> (where no script runs), but the file is also reachable by its URL:
-    only drawing elements pass, links stay inside the file, and embedded images are PNG data.
+    it must be only a drawing (`sheetgen.svgsafe`), and of a plot's size.
     """
-    import xml.etree.ElementTree as ET
-
     size = len(svg.encode("utf-8"))
     if size > MAX_SVG_BYTES:
         return f"the SVG is {size / 2**20:.1f} MB (at most {MAX_SVG_BYTES >> 20} MB); draw fewer points"
-    try:
-        root = ET.fromstring(svg)
-    except ET.ParseError as err:
-        return f"matplotlib's output is not valid SVG ({sandbox.clip(str(err), 80)})"
-    if root.tag != "{http://www.w3.org/2000/svg}svg":
-        return "matplotlib's output is not an SVG document"
-    for element in root.iter():
-        name = element.tag.rpartition("}")[2]
-        if name not in _SVG_ELEMENTS:
-            return f"the SVG holds a <{sandbox.clip(name, 40)}> element, which a plot never has"
-        for attribute, value in element.attrib.items():
-            key = attribute.rpartition("}")[2].lower()
-            if key.startswith("on"):
-                return f"the SVG holds an event handler ({sandbox.clip(key, 40)})"
-            if key == "href" and not (value.startswith("#") or value.startswith("data:image/png;base64,")):
-                return f"the SVG links outside itself ({sandbox.clip(value, 60)})"
-            if _URL.search(value):
-                return f"the SVG refers to an outside resource ({sandbox.clip(value, 60)})"
-        if name == "style" and (_URL.search(element.text or "") or "@import" in (element.text or "")):
-            return "the SVG's style sheet loads an outside resource"
-    return None
+    unsafe = unsafe_svg(svg)
+    return f"the SVG is not only a drawing: {unsafe}" if unsafe else None
 
 
 _FIX = "fix the figure code: it runs with the module's functions, np and plt in scope and must draw on plt"
