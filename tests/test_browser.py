@@ -149,8 +149,10 @@ def search_groups(page: Any, query: str) -> list[list[str]]:
     box = page.locator("input.md-search__input")
     box.click()
     box.press_sequentially(query, delay=30)
-    page.wait_for_function("document.querySelectorAll('.md-search-result__item').length > 0", timeout=15000)
-    page.wait_for_timeout(300)  # the list settles after the last keystroke
+    # Results for the whole query (not a prefix typed so far): their links highlight the query's terms.
+    page.wait_for_function(
+        "q => [...document.querySelectorAll('a.md-search-result__link')]"
+        ".some(a => new URL(a.href).searchParams.get('h') === q)", arg=query, timeout=15000)
     groups: list[list[str]] = page.eval_on_selector_all(
         ".md-search-result__item",
         "items => items.map(item => [...item.querySelectorAll('a.md-search-result__link')]"
@@ -212,13 +214,15 @@ els => els.filter(el => el.offsetParent !== null).map(el => {
 })"""
 
 
-def test_dark_mode_buttons_have_contrast(server: str, browser: Any, sheet: Sheet) -> None:
+@pytest.mark.parametrize(("scheme", "palette"), [("dark", "slate"), ("light", "default")])
+def test_buttons_have_contrast(server: str, browser: Any, sheet: Sheet, scheme: str, palette: str) -> None:
+    """WCAG AA (4.5:1) for the download and quiz buttons, at rest and hovered, computed in the page."""
     section_id, _ = first_section_with_formulas(sheet)
-    context = browser.new_context(color_scheme="dark", viewport={"width": 1280, "height": 900})
+    context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
     try:
         page = context.new_page()
         page.goto(f"{server}/sections/{section_id}/", wait_until="load")
-        assert page.evaluate("document.body.getAttribute('data-md-color-scheme')") == "slate"
+        assert page.evaluate("document.body.getAttribute('data-md-color-scheme')") == palette
         buttons = page.locator(".md-typeset .md-button")
         measured = page.eval_on_selector_all(".md-typeset .md-button", CONTRAST_JS)
         assert len(measured) >= 3  # PDF, module, notebook, quiz
