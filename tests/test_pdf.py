@@ -502,6 +502,7 @@ def tripled(text: str) -> str:
         copy = sections
         for ident in ids:
             copy = re.sub(rf"(id: |function: |def ){ident}\b", rf"\g<1>{ident}_{n}", copy)
+            copy = re.sub(rf"\b{ident}\(", f"{ident}_{n}(", copy)  # calls, in doctests and implementations
         copies.append(copy)
     return head + "\nsections:\n" + "\n".join(c.rstrip("\n") + "\n" for c in copies)
 
@@ -513,8 +514,8 @@ def test_cli_builds_skips_when_unchanged_and_keeps_pdf_on_overflow(
     args = ["-o", str(out), "--cache-dir", str(cache)]
     assert main(["pdf", "-f", str(SHEET_PATH), *args, "--preview", str(preview)]) == 0
     progress = capsys.readouterr().out  # progress on stdout; stderr is kept for problems
-    assert re.search(r"katex: \d+ formulas \(0 cached\)", progress)
-    assert re.search(r"fit: [\d.]+ pt in \d+ render", progress)
+    assert re.search(r"katex: \d+ formulas \(\d+ cached\)", progress)  # the check typesets all math first
+    assert re.search(r"fit: [\d.]+ pt, 4 columns, 1 page in \d+ render", progress)
     assert re.search(r"wrote .*sheet\.pdf \(1 page, \d+ KB", progress)
     if shutil.which("pdftoppm"):
         assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -530,6 +531,27 @@ def test_cli_builds_skips_when_unchanged_and_keeps_pdf_on_overflow(
     assert "does not fit on one page even at the smallest font size" in err
     assert "largest sections are" in err and "print: false" in err and "--tags" in err
     assert out.read_bytes() == first
+
+
+@slow
+def test_cli_edition_full_reaches_the_renderer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """`sheetgen pdf --edition full` asks build_pdf for the full edition (rendering it is tested above)."""
+    import sheetgen.build
+    from sheetgen.build import PdfBuild
+
+    asked: list[object] = []
+
+    def fake_build_pdf(*args: object, **options: object) -> PdfBuild:
+        asked.append(options.get("edition"))
+        return PdfBuild(b"%PDF-1.7 fake", "key", cached=False, pages=2)
+
+    monkeypatch.setattr(sheetgen.build, "build_pdf", fake_build_pdf)
+    out = tmp_path / "full.pdf"
+    assert main(["pdf", "-f", str(SHEET_PATH), "--edition", "full", "-o", str(out),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert asked == ["full"] and out.read_bytes() == b"%PDF-1.7 fake"
+    assert "(2 pages" in capsys.readouterr().out
 
 
 # --- fetching ---------------------------------------------------------------------------------------
