@@ -395,7 +395,7 @@ def test_notebook_pages_are_typeset(site_dir: Path, sheet: Sheet) -> None:
 
 def search_index(html: str, title: str = "Page") -> list[dict[str, str]]:
     """What Material's search plugin indexes for `html` (its own parser), as (title, text) entries."""
-    from material.plugins.search.plugin import Parser
+    from material.plugins.search.plugin import Parser  # type: ignore[import-untyped]
 
     parser = Parser()
     parser.feed(html)
