@@ -846,7 +846,8 @@ def _explain(err: ValidationError, data: Any, builder: _Builder) -> list[Problem
             fix = "fill it in, or remove the key if it is optional"
         elif kind == "literal_error":
             problem = f"{value!r} is not allowed"
-            fix = f"use one of {ctx.get('expected')}"
+            # YAML spelling of Python's booleans (`print:` allows core, full, true, false)
+            fix = "use one of " + re.sub(r"\b(True|False)\b", lambda m: m.group().lower(), str(ctx.get("expected")))
         elif kind == "union_tag_invalid":
             problem = f"unknown kind {ctx.get('tag')!r}"
             fix = f"use one of {', '.join(ENTRY_KINDS)}"
