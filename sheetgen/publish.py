@@ -32,7 +32,7 @@ from typing import IO, ClassVar
 
 from .errors import SheetError
 
-__all__ = ["BuildBusy", "BuildLock", "Publication", "owned_temp_dir", "recover"]
+__all__ = ["BuildBusy", "BuildLock", "Publication", "PublishError", "owned_temp_dir", "recover"]
 
 LOCK_NAME = ".lock"
 JOURNAL_NAME = ".publish.json"
@@ -46,8 +46,8 @@ SITE_STAGING_INFIX = ".staging-"
 _KILL_AT = "SHEETGEN_TEST_KILL_AT"
 
 
-class BuildBusy(SheetError):
-    """Another process holds the build lock."""
+class PublishError(SheetError):
+    """Outputs cannot be published (a read-only folder, a full disk…): one message naming the path."""
 
     def __init__(self, message: str) -> None:
         super().__init__([])
@@ -55,6 +55,10 @@ class BuildBusy(SheetError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BuildBusy(PublishError):
+    """Another process holds the build lock."""
 
 
 class BuildLock:
@@ -87,8 +91,8 @@ class BuildLock:
             self.build_dir.mkdir(parents=True, exist_ok=True)
             handle = open(self.path, "a+", encoding="utf-8")  # held until __exit__
         except OSError as err:
-            raise BuildBusy(f"{self.path}: cannot create the build lock: {err.strerror or err} — "
-                            f"check that {self.build_dir}/ is writable") from None
+            raise PublishError(f"{self.path}: cannot create the build lock: {err.strerror or err} — "
+                               f"check that {self.build_dir}/ is writable") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -100,10 +104,17 @@ class BuildLock:
             if self.say:
                 self.say(f"waiting for another sheetgen build (pid {holder}) to finish…")
             fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        except OSError as err:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):  # closing flushes again, and fails again
+                handle.close()
+            raise PublishError(f"{describe_os_error(err, self.path)} — free space or permissions on "
+                               f"{self.build_dir}/, then run again") from None
         self._file = handle
         self._held[key] = 1
         return self
@@ -198,6 +209,7 @@ class Publication:
 
     def commit(self) -> list[str]:
         """Write the journal, move everything into place, remove the journal. Returns what changed."""
+        self._preflight()
         journal: dict[str, object] = {"files": self.files, "removals": self.removals, "trees": self.trees,
                    "staging": str(self.staging)}
         _step("before-journal")
@@ -207,6 +219,38 @@ class Publication:
         (self.build_dir / JOURNAL_NAME).unlink(missing_ok=True)
         _step("after-commit")
         return self.written
+
+
+    def _preflight(self) -> None:
+        """What would make the moves fail halfway is found before the journal commits to them: then
+        nothing has changed, and the error names the path and the cause."""
+        problems: list[str] = []
+        folders = {os.path.dirname(target) for target in [*self.files, *self.removals]}
+        for target in self.trees:
+            if os.path.ismount(target):
+                problems.append(f"{target}: is a mount point, and sheetgen replaces the site folder with a rename — "
+                                "build into a folder inside it (--site-dir) or one next to it")
+            folders.add(os.path.dirname(target))
+        for folder in sorted(folders):
+            existing = folder
+            while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+                existing = os.path.dirname(existing)
+            if not os.access(existing, os.W_OK):
+                cause = "the file system is read-only" if _read_only_fs(existing) else "permission denied"
+                problems.append(f"{folder}: cannot write: {cause} — make it writable or choose another folder")
+        for target in [*self.files, *self.trees]:
+            if os.path.exists(target) and not os.path.isdir(target) and not os.access(target, os.W_OK) and \
+                    _read_only_fs(target):
+                problems.append(f"{target}: cannot write: the file system is read-only")
+        if problems:
+            raise PublishError("\n".join(problems))
+
+
+def _read_only_fs(path: str) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _apply(journal: Mapping[str, object]) -> None:
@@ -369,6 +413,6 @@ def _step(name: str) -> None:
 
 def describe_os_error(err: OSError, path: Path | str) -> str:
     """`path: cause` for an OS error on an output, e.g. a read-only folder or a full disk."""
-    cause = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
-             errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(err.errno or 0)
-    return f"{path}: cannot write: {cause or err.strerror or err}"
+    meaning = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only"}.get(err.errno or 0)
+    said = err.strerror or str(err)
+    return f"{path}: cannot write: {said}" + (f" ({meaning})" if meaning else "")

@@ -14,10 +14,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from sheetgen.publish import BuildBusy, BuildLock, Publication, owned_temp_dir, recover
+from sheetgen.publish import BuildBusy, BuildLock, Publication, PublishError, owned_temp_dir, recover
 
 OLD = {"formulas.py": "old module", "cheatsheet.pdf": "old pdf", "notebooks/math.ipynb": "old nb"}
 NEW = {"formulas.py": "new module", "cheatsheet.pdf": "new pdf", "notebooks/math.ipynb": "new nb"}
@@ -161,3 +162,48 @@ def test_temporary_folders_of_a_killed_process_are_removed_at_the_next_start(tmp
     with owned_temp_dir(tmp_path) as mine:
         assert [p for p in (tmp_path / ".tmp").iterdir()] == [mine]
     assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_a_read_only_site_mount_is_refused_before_anything_moves(tmp_path: Path) -> None:
+    """A site folder on a read-only mount: found before the journal, so build/ stays as it was too."""
+    build, site = _project(tmp_path)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro", "tmpfs", str(site)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with BuildLock(build):
+            publication = Publication(build)
+            staged = publication.new_tree(site)
+            _write(staged, NEW_SITE)
+            publication.add_tree(site, staged)
+            for name, text in NEW.items():
+                publication.add_file(build / name, text)
+            with pytest.raises(PublishError, match=rf"{site}: is a mount point"):
+                publication.commit()
+            publication.discard()
+        assert _read(build, OLD) == OLD
+        assert not (build / ".publish.json").exists() and not (build / ".staging").exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "site"]
+    finally:
+        subprocess.run(["umount", str(site)], check=True)
+
+
+def test_a_full_disk_while_taking_the_lock_names_the_lock_file(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def full_disk_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, mode, *args, **kwargs)
+        if str(file).endswith(".lock") and "a" in mode:
+            def fail(*_: object) -> int:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            handle.write = fail  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(builtins, "open", full_disk_open)
+    with pytest.raises(PublishError, match=r"\.lock: cannot write: No space left on device \(the disk is full\)"), \
+            BuildLock(tmp_path / "build"):
+        pass
