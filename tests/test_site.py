@@ -166,28 +166,25 @@ def test_escape_text() -> None:
     assert to_html(site.escape_text("# [x](y) `z` _w_ | ~~v~~")).count("<") == 2  # just <p></p>
 
 
-def test_errata_come_from_the_table_and_the_sheet(sheet: Sheet) -> None:
+def test_errata_come_from_the_seed_error_blocks_of_the_sheet(sheet: Sheet) -> None:
     pages = site.render_pages(sheet, FakeMath(), site.Links())
     errata = pages["errata.md"]
-    present = [fid for fid in site.ERRATA if fid in {f.id for f in sheet.formulas()}]
-    assert present, "the shipped sheet has none of the errata formulas"
-    for fid in present:
-        formula = sheet.formula(fid)
-        assert f"{{ #{fid} }}" in errata
-        assert formula.latex.strip() in errata or fid in errata  # FakeMath shows the TeX
-        for test in site.ERRATA[fid].tests:
-            assert test in errata
-
-
-def test_errata_tests_exist() -> None:
-    """Every test the errata page names exists (once tests/test_seed_errata.py is written)."""
-    for erratum in site.ERRATA.values():
-        for test in erratum.tests:
-            path, name = test.split("::")
-            file = ROOT / path
-            if not file.exists():
-                pytest.skip(f"{path} is not written yet")
-            assert re.search(rf"^def {name}\(", file.read_text(encoding="utf-8"), re.M), test
+    present = [f for f in sheet.formulas() if f.seed_error is not None]
+    assert len(present) >= 8, "the shipped sheet lost its seed errors"
+    for formula in present:
+        assert formula.seed_error is not None
+        assert f"{{ #{formula.id} }}" in errata
+        corrected = errata.split(f"{{ #{formula.id} }}", 1)[1].split("Guarded by", 1)[0]
+        assert "Correct" in corrected and "formula card](sections/" in corrected
+        seed_part = corrected.split("!!! success", 1)[0]
+        assert ('class="sg-math"' in seed_part) == bool(formula.seed_error.printed)  # the seed's printed form
+        assert ("``` python" in seed_part) == bool(formula.seed_error.code)  # or its code
+        for test in formula.seed_error.tests:
+            assert f"tests/test_seed_errata.py::{test}" in errata
+    without = sheet.model_copy(update={"sections": tuple(
+        s.model_copy(update={"entries": tuple(e.model_copy(update={"seed_error": None}) if e.kind == "formula" else e
+                                             for e in s.entries)}) for s in sheet.sections)})
+    assert "tests/test_seed_errata.py::" not in site.render_pages(without, FakeMath(), site.Links())["errata.md"]
 
 
 def test_nav_lists_sections_in_yaml_order(sheet: Sheet) -> None:

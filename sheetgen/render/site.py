@@ -23,12 +23,12 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+from ..errors import SheetError
 from ..katex import MathRequest, sheet_math_requests, split_inline_math
 from ..model import Formula, Section, Sheet, Snippet
 from .code import function_source
 
 __all__ = [
-    "ERRATA",
     "NOTEBOOK_SEARCH_BOOST",
     "NOTEBOOK_TITLE_SUFFIX",
     "Erratum",
@@ -51,12 +51,12 @@ __all__ = [
 MathHtml = Mapping[tuple[str, bool], str]
 """KaTeX HTML by (TeX, display), as `KatexRenderer.render_map` returns it."""
 
-ERRATA_PATH = "sheetgen/render/site.py"
 
 
 @dataclass(frozen=True)
 class Erratum:
-    """What the seed cheat sheet printed for a formula, and the tests that keep it fixed."""
+    """What the seed cheat sheet printed for a formula, and the tests that keep it fixed: the view of a
+    formula's `seed_error:` block that the errata page shows."""
 
     problem: str
     """What was wrong, as prose (inline `$math$` allowed)."""
@@ -69,67 +69,6 @@ class Erratum:
 
 
 _ERRATA_TESTS = "tests/test_seed_errata.py::"
-
-# The seed's mistakes, keyed by formula id. The correct form, source and name come from the YAML;
-# an id that is not in the sheet is left off the page.
-ERRATA: Mapping[str, Erratum] = {
-    "adam_step": Erratum(
-        problem="ε inside the square root, and $\\hat m$, $\\hat v$ used but never defined: the bias "
-                "correction $m_t/(1-\\beta_1^t)$, $v_t/(1-\\beta_2^t)$ was missing, without which the first "
-                "steps are far too small.",
-        wrong=r"\theta = \theta - \eta \cdot \hat m / \sqrt{\hat v + \epsilon}",
-        tests=(_ERRATA_TESTS + "test_adam_eps_outside_sqrt", _ERRATA_TESTS + "test_adam_bias_correction"),
-    ),
-    "lstm_cell": Erratum(
-        problem="The cell update used a candidate $\\tilde C_t$ that was never defined, the hidden state "
-                "$h_t = o_t \\odot \\tanh(C_t)$ was missing, and no gate had a bias.",
-        wrong=r"f_t = \sigma(W_f[h_{t-1}, x_t]), \quad i_t = \sigma(W_i[h_{t-1}, x_t]), \quad "
-              r"o_t = \sigma(W_o[h_{t-1}, x_t]), \quad C_t = f_t \odot C_{t-1} + i_t \odot \tilde C_t",
-        tests=(_ERRATA_TESTS + "test_lstm_has_candidate_and_hidden",),
-    ),
-    "positional_encoding": Erratum(
-        problem="Only the even dimensions were given; the odd ones use the cosine, "
-                "$PE_{(pos, 2i+1)} = \\cos(pos/10000^{2i/d})$.",
-        wrong=r"PE_{(pos, 2i)} = \sin\!\left(pos / 10000^{2i/d}\right)",
-        tests=(_ERRATA_TESTS + "test_positional_encoding_cos_on_odd",),
-    ),
-    "attention": Erratum(
-        problem="The snippet's softmax normalised the whole score matrix instead of each query's scores over "
-                "the keys, and K.T reverses every axis of a batched $K$ instead of swapping the last two.",
-        wrong_code="def softmax(x):\n"
-                   "    e_x = np.exp(x - np.max(x))\n"
-                   "    return e_x / e_x.sum()\n\n"
-                   "scores = Q @ K.T / np.sqrt(d_k)\n"
-                   "weights = softmax(scores)\n"
-                   "return weights @ V",
-        tests=(_ERRATA_TESTS + "test_attention_softmax_over_keys",),
-    ),
-    "dropout": Erratum(
-        problem="“Zero p% of activations during training” without the $1/(1-p)$ scaling of the kept units: "
-                "activations would shrink by $1-p$ in training and be larger at test time.",
-        wrong=r"\text{zero } p\% \text{ of activations during training}",
-        tests=(_ERRATA_TESTS + "test_dropout_inverted_scaling",),
-    ),
-    "conv_output_size": Erratum(
-        problem="No floor: fractional sizes whenever the stride does not divide $W - K + 2P$.",
-        wrong=r"\frac{W - K + 2P}{S} + 1",
-        tests=(_ERRATA_TESTS + "test_conv_output_size_floor",),
-    ),
-    "cross_entropy": Erratum(
-        problem="The code summed $-y \\log \\hat y$ over every element, so a batch's loss grew with the batch "
-                "size, and it did not match the printed (binary) formula. Here one sample sums over classes "
-                "and a batch takes the mean of the rows, as the formula says.",
-        wrong_code="def cross_entropy(y, y_hat):\n    return -np.sum(y * np.log(y_hat + 1e-9))",
-        tests=(_ERRATA_TESTS + "test_cross_entropy_sum_vs_mean",),
-    ),
-    "binary_cross_entropy": Erratum(
-        problem="Printed as a sum over samples, while scikit-learn's log_loss, PyTorch's BCELoss and this "
-                "sheet's code take the mean: the values differed by a factor of $n$.",
-        wrong=r"L = -\sum \big[ y \log \hat y + (1 - y) \log (1 - \hat y) \big]",
-        tests=(_ERRATA_TESTS + "test_cross_entropy_sum_vs_mean",),
-    ),
-}
-
 
 @dataclass(frozen=True)
 class Links:
@@ -163,21 +102,26 @@ NOTEBOOK_TITLE_SUFFIX = " — notebook"
 
 
 def _errata_entries(sheet: Sheet) -> list[tuple[Formula, Erratum]]:
-    ids = {f.id: f for f in sheet.formulas()}
-    return [(ids[key], erratum) for key, erratum in ERRATA.items() if key in ids]
+    """The formulas the seed sheet got wrong (their `seed_error:` blocks in the YAML), in sheet order."""
+    return [(f, Erratum(problem=f.seed_error.problem, tests=tuple(_ERRATA_TESTS + t for t in f.seed_error.tests),
+                        wrong=f.seed_error.printed or "", wrong_code=f.seed_error.code or ""))
+            for f in sheet.formulas() if f.seed_error is not None]
 
 
 def math_requests(sheet: Sheet) -> list[MathRequest]:
     """Every piece of TeX the pages show: the sheet's own, then the errata's seed forms."""
     requests = sheet_math_requests(sheet)
     for formula, erratum in _errata_entries(sheet):
-        where = f"{ERRATA_PATH}:0 [{formula.id}]"
         if erratum.wrong:
-            requests.append(MathRequest(tex=erratum.wrong, display=True, where=f"{where} wrong",
-                                        path=ERRATA_PATH, entry_id=formula.id, field="wrong"))
-        requests.extend(MathRequest(tex=tex, display=False, where=f"{where} problem", path=ERRATA_PATH,
-                                    entry_id=formula.id, field="problem")
-                        for is_math, tex in split_inline_math(erratum.problem) if is_math)
+            requests.append(MathRequest.at(sheet, formula.id, "seed_error", erratum.wrong, True))
+        try:
+            pieces = split_inline_math(erratum.problem)
+        except ValueError as err:
+            raise SheetError.single(sheet.source_path, sheet.line_of(formula.id, "seed_error"), str(err),
+                                    "close it with a `$`, or write `\\$` for a dollar sign",
+                                    entry_id=formula.id, field="seed_error") from None
+        requests.extend(MathRequest.at(sheet, formula.id, "seed_error", tex, False) for is_math, tex in pieces
+                        if is_math)
     return requests
 
 
