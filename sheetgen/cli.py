@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SheetError, os_problem
-from .loader import check_input_file, load_sheet
+from .loader import check_input_file
 from .outputs import write_atomic
 from .publish import BuildLock
 
@@ -32,22 +32,24 @@ def _complain(message: str) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate formulas.yaml, run every formula's doctests and typeset all its math with KaTeX."""
-    from .doctests import PRINTED_CHECK, run_doctests
+    """Validate formulas.yaml, typeset all its math, run every doctest and check every printed formula."""
     from .katex import KatexRenderer
-    from .render.site import math_requests
+    from .loader import load_sheet_text, read_source
+    from .verify import verify
 
     started = time.perf_counter()
-    sheet = load_sheet(args.file)
-    report = run_doctests(sheet, checks=[PRINTED_CHECK])
-    requests = math_requests(sheet)
-    KatexRenderer(cache_path=args.cache_dir / "katex.json").render(requests)
+    text = read_source(args.file)
+    sheet = load_sheet_text(text, str(args.file))
+    # The same check every publishing command runs, in the same order (math first, so malformed TeX is
+    # reported by KaTeX); never from the cache here: `check` is asked to check.
+    report = verify(sheet, text, renderer=KatexRenderer(cache_path=args.cache_dir / "katex.json"), cache_dir=None)
     entries = sum(1 for _ in sheet.entries())
     print(f"{args.file}: ok — {entries} entries in {len(sheet.sections)} sections, "
-          f"{report.formulas} formulas, {report.examples} doctests passed, "
-          f"{len(requests)} math expressions typeset ({time.perf_counter() - started:.2f} s)")
-    for line in report.printed.lines():  # `printed formulas checked: N/M`, then each skip with its reason
-        print(line)
+          f"{report.formulas} formulas, {report.doctests} doctests passed, "
+          f"{report.math} math expressions typeset ({time.perf_counter() - started:.2f} s)")
+    print(f"printed formulas checked: {report.printed_checked}/{report.printed_total}")
+    for ident, reason in report.printed_skipped:
+        print(f"  skipped {ident}: {reason}")
     return 0
 
 

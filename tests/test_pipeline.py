@@ -69,11 +69,11 @@ def test_a_cold_build_does_each_piece_of_work_once(tmp_path: Path, monkeypatch: 
     yaml.write_text(SMALL, encoding="utf-8")
     calls: Counter[str] = Counter()
     _count(monkeypatch, calls, "load", "sheetgen.pipeline.load_sheet_text", "sheetgen.mkdocs_plugin.load_sheet_text",
-           "sheetgen.cli.load_sheet")
+           "sheetgen.loader.load_sheet_text")
     _count(monkeypatch, calls, "module", "sheetgen.pipeline.render_module", "sheetgen.doctests.render_module")
     _count(monkeypatch, calls, "notebooks", "sheetgen.pipeline.execute_notebooks")
     _count(monkeypatch, calls, "pdf", "sheetgen.pipeline.build_pdf")
-    _count(monkeypatch, calls, "site pages", "sheetgen.pipeline.site_pages.render_pages")
+    _count(monkeypatch, calls, "site pages", "sheetgen.render.site.render_pages")
     _count(monkeypatch, calls, "katex process", "sheetgen.katex.KatexRenderer._start_node")
     argv = ["build", "-f", str(yaml), "--build-dir", str(tmp_path / "build"), "--site-dir", str(tmp_path / "site"),
             "-c", str(ROOT / "mkdocs.yml")]
