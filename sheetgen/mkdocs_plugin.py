@@ -121,6 +121,13 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         if sheet is not None and self.config.title:
             config.site_name = sheet.sheet.title
             config.site_description = config.site_description or sheet.sheet.subtitle or None
+        if sheet is not None:
+            # The hosted URL fills sitemap.xml and canonical links. The repository is linked from the
+            # footer, not as `repo_url`: Material would then call api.github.com from every page.
+            config.site_url = config.site_url or sheet.sheet.url or None
+            if sheet.sheet.repo_url:
+                config.extra.setdefault("social", [{"icon": "fontawesome/brands/github",
+                                                    "link": sheet.sheet.repo_url, "name": "formulas.yaml on GitHub"}])
         if KATEX_CSS_PATH not in config.extra_css:
             config.extra_css.insert(0, KATEX_CSS_PATH)
         self._user_nav = config.nav

@@ -194,7 +194,7 @@ def build_pages(sheet: Sheet, module: str, slow: SlowOutputs, *, build_dir: Path
     for edition, pdf in slow.pdfs.items():
         out.files[PDF_PATHS[edition]] = pdf.pdf
     if slow.preview is not None:
-        out.files[PREVIEW_PATH] = slow.preview
+        out.files[PREVIEW_PATH] = site_pages.compact_preview(slow.preview)  # 32 colours: ~70 KB, not ~250
     for entry_id, svg in slow.figures.items():
         out.files[f"{FIGURES_DIR}/{entry_id}.svg"] = svg.encode("utf-8")
     notebook_pages: dict[str, str] = {}  # section id → notebook page

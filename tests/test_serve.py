@@ -3,6 +3,7 @@ with its located message while the last good page stays, and fixing the YAML bri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -68,10 +69,9 @@ def _wait_for(page: Any, predicate: str, seconds: float = 60.0) -> None:
         except Exception:  # livereload navigated in the middle of evaluate
             pass
         time.sleep(0.5)
-        try:
+        # The server answers once its rebuild is done; livereload may navigate in the meantime too.
+        with contextlib.suppress(Exception):
             page.goto(url, wait_until="domcontentloaded", timeout=15_000)
-        except Exception:  # the server answers once its rebuild is done; livereload may navigate too
-            pass
     raise AssertionError(f"timed out waiting for {predicate}")
 
 
