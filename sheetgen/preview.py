@@ -19,8 +19,9 @@ from pathlib import Path
 from .errors import SheetError
 from .katex import KatexRenderer
 from .model import Sheet
-from .pipeline import PDF_PATHS, Generated, SiteOptions, SlowOutputs, build_pages, build_slow
+from .pipeline import DECK_PATH, PDF_PATHS, Generated, SiteOptions, SlowOutputs, build_pages, build_slow
 from .publish import BuildLock, Publication
+from .render.anki import render_deck
 from .render.code import render_module
 from .verify import verify
 
@@ -119,6 +120,7 @@ class LivePreview:
             publication = Publication(self.build_dir)
             try:
                 publication.add_file(self.build_dir / "formulas.py", render_module(job.sheet))
+                publication.add_file(self.build_dir / Path(DECK_PATH).name, render_deck(job.sheet))
                 for edition, pdf in slow.pdfs.items():
                     publication.add_file(self.build_dir / Path(PDF_PATHS[edition]).name, pdf.pdf)
                 for path, notebook in slow.notebooks.items():
