@@ -240,18 +240,27 @@ def _kill_group(process: Any) -> None:
         process.close()
 
 
-def working_folder(prefix: str = _PREFIX) -> str:
+SOCKET_PATH_ROOM = 100
+"""Unix socket paths (a kernel's ipc transport) must stay under 108 bytes on Linux."""
+
+
+def working_folder(prefix: str = _PREFIX, *, sockets: bool = False) -> str:
     """A new temporary folder named after this process (`<prefix><pid>-…`), so that a later run can
-    tell it was left behind by a killed process; folders of dead processes are removed first."""
-    _remove_stale_folders(prefix)
-    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
+    tell it was left behind by a killed process; folders of dead processes are removed first.
+
+    `sockets`: the folder will hold Unix sockets; when the usual temporary folder (e.g. a build's
+    `build/.tmp/<pid>`) is too deep for a socket path, the system's /tmp is used instead."""
+    root = tempfile.gettempdir()
+    if sockets and len(root) + len(prefix) + 32 > SOCKET_PATH_ROOM and os.path.isdir("/tmp"):
+        root = "/tmp"
+    _remove_stale_folders(prefix, root)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root)
 
 
-def _remove_stale_folders(prefix: str = _PREFIX) -> None:
+def _remove_stale_folders(prefix: str = _PREFIX, root: str | None = None) -> None:
     """Working folders of runs whose process was killed: nobody else will remove them."""
-    root = Path(tempfile.gettempdir())
     with contextlib.suppress(OSError):
-        for folder in root.glob(f"{prefix}*-*"):
+        for folder in Path(root or tempfile.gettempdir()).glob(f"{prefix}*-*"):
             pid = folder.name[len(prefix):].split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)

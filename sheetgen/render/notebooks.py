@@ -313,7 +313,7 @@ async def _run_all(notebooks: Mapping[str, NotebookNode], *, timeout: int, kerne
 
     async def run(name: str, notebook: NotebookNode) -> SheetError | None:
         async with slots:
-            workdir = sandbox.working_folder("sheetgen-kernel-")  # a killed build's folder goes next time
+            workdir = sandbox.working_folder("sheetgen-kernel-", sockets=True)  # a killed build's goes next time
             try:
                 # IPC sockets instead of TCP: nothing listens on the network, and ipykernel does not
                 # print its warning about unencrypted TCP.
