@@ -18,6 +18,7 @@ roll-forward safe to repeat if the recovering process is killed too.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -37,7 +38,7 @@ __all__ = ["BuildBusy", "BuildLock", "Publication", "PublishError", "owned_temp_
 LOCK_NAME = ".lock"
 JOURNAL_NAME = ".publish.json"
 STAGING_NAME = ".staging"
-TEMP_NAME = ".tmp"
+TEMP_NAME = ".cache/tmp"
 SITE_OLD_SUFFIX = ".old"
 SITE_STAGING_INFIX = ".staging-"
 
@@ -156,6 +157,7 @@ class Publication:
     """target folder → staged folder (next to the target, so the swap is a rename)."""
     written: list[str] = field(default_factory=list)
     """Targets whose bytes change, for the build summary."""
+    _new_trees: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         base = self.build_dir / STAGING_NAME
@@ -188,6 +190,7 @@ class Publication:
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = Path(tempfile.mkdtemp(prefix=f".{target.name}{SITE_STAGING_INFIX}{os.getpid()}-",
                                        dir=target.parent))
+        self._new_trees.append(staged)
         return staged
 
     def add_tree(self, target: Path, staged: Path) -> None:
@@ -204,8 +207,8 @@ class Publication:
         shutil.rmtree(self.staging, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.staging.parent.rmdir()
-        for staged in self.trees.values():
-            shutil.rmtree(staged, ignore_errors=True)
+        for folder in [*self._new_trees, *map(Path, self.trees.values())]:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def commit(self) -> list[str]:
         """Write the journal, move everything into place, remove the journal. Returns what changed."""
@@ -335,16 +338,21 @@ def recover(build_dir: Path, site_dirs: tuple[Path, ...] = ()) -> str | None:
 
 @contextlib.contextmanager
 def owned_temp_dir(build_dir: Path) -> Iterator[Path]:
-    """Point `tempfile` (and child processes, through TMPDIR) at `build/.tmp/<pid>` for this command.
+    """Point `tempfile` (and child processes, through TMPDIR) at `build/.cache/tmp/<pid>` for this command.
 
-    Everything temporary this process and its children make (kernels, previews, MkDocs staging)
-    lands there and is deleted on exit, or by the next start when this process was killed.
+    Everything temporary this process and its children make (kernels, previews, WeasyPrint's fonts)
+    lands there. The folder outlives the command, because objects made during it may keep using it
+    (WeasyPrint's shared font configuration, in a process that builds again); it is deleted when the
+    process exits, or by the next start after a kill. Under `.cache`, so it is never an output.
     """
     base = (build_dir / TEMP_NAME).resolve()  # absolute: child processes run in other folders
     base.mkdir(parents=True, exist_ok=True)
     _remove_dead_temp_dirs(base)
     mine = base / str(os.getpid())
     mine.mkdir(exist_ok=True)
+    if mine not in _OWNED:
+        _OWNED.add(mine)
+        atexit.register(shutil.rmtree, mine, True)
     old_tempdir, old_env = tempfile.tempdir, os.environ.get("TMPDIR")
     tempfile.tempdir = str(mine)
     os.environ["TMPDIR"] = str(mine)
@@ -356,7 +364,9 @@ def owned_temp_dir(build_dir: Path) -> Iterator[Path]:
             os.environ.pop("TMPDIR", None)
         else:
             os.environ["TMPDIR"] = old_env
-        shutil.rmtree(mine, ignore_errors=True)
+
+
+_OWNED: set[Path] = set()
 
 
 def _remove_dead_temp_dirs(base: Path) -> None:

@@ -141,13 +141,13 @@ def test_failure_in_a_late_stage_leaves_outputs_untouched(stage: str, built: Wor
         raise SheetError.single(str(changed), 1, f"{stage} failed (simulated)", "nothing to fix")
 
     if stage == "notebooks":
-        monkeypatch.setattr("sheetgen.render.notebooks.execute_notebooks", fail)
+        monkeypatch.setattr("sheetgen.pipeline.execute_notebooks", fail)
     else:
         monkeypatch.setattr("sheetgen.sitebuild.build_into", fail)
     assert main(built.args(changed)) == 1
     assert built.outputs() == before
     assert not list(built.root.glob(".site*")), "a staging folder was left behind"
-    assert not (built.build / ".staging").exists() and not list((built.build / ".tmp").iterdir())
+    assert not (built.build / ".staging").exists()
 
 
 def test_a_strict_site_failure_leaves_outputs_untouched(built: Workspace, tmp_path: Path,
@@ -178,7 +178,7 @@ def test_killed_build_leaves_outputs_untouched(built: Workspace, tmp_path: Path)
         assert process.stdout is not None
         deadline = time.monotonic() + 120
         for line in process.stdout:  # kill it once the PDF is made, before anything is moved into place
-            if line.startswith("pdf:") or time.monotonic() > deadline:
+            if line.startswith("pdf (core):") or time.monotonic() > deadline:
                 break
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
@@ -193,7 +193,7 @@ def test_build_pdf_cache_skips_rendering(built: Workspace, monkeypatch: pytest.M
         raise AssertionError("render_pdf called for an unchanged sheet")
 
     monkeypatch.setattr("sheetgen.render.pdf.render_pdf", no_render)
-    result = build_module.build_pdf(SHIPPED, "formulas.yaml", renderer=KatexRenderer(None),
+    result = build_module.build_pdf(SHIPPED, str(built.yaml), renderer=KatexRenderer(None),
                                     cache_dir=built.build / ".cache")
     assert result.cached
     assert result.pdf == (built.build / "cheatsheet.pdf").read_bytes()
@@ -204,13 +204,13 @@ def test_leftovers_of_a_killed_build_are_removed_by_the_next_one(built: Workspac
     (staged_site / "assets").mkdir(parents=True)
     staged_files = built.build / ".staging" / "999999-abc"
     staged_files.mkdir(parents=True)
-    kernel_tmp = built.build / ".tmp" / "999999"  # temp folders of a dead process (pid 999999)
+    kernel_tmp = built.build / ".cache" / "tmp" / "999999"  # temp folders of a dead process (pid 999999)
     kernel_tmp.mkdir(parents=True)
     before = built.outputs()
     assert main(built.args()) == 0
     assert built.outputs() == before
     assert not staged_site.exists() and not staged_files.exists() and not kernel_tmp.exists()
-    assert sorted(p.name for p in built.build.iterdir() if p.name.startswith(".")) == [".cache", ".lock", ".tmp"]
+    assert sorted(p.name for p in built.build.iterdir() if p.name.startswith(".")) == [".cache", ".lock"]
 
 
 # --- every path that publishes checks first (issue 8, hole 2) ---------------------------------------

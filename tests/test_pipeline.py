@@ -48,18 +48,27 @@ sections:
 
 def _count(monkeypatch: pytest.MonkeyPatch, calls: Counter[str], name: str, *targets: str) -> None:
     """Wrap the function at each dotted `targets` path (the same function imported into several
-    modules) so that every call adds one to `calls[name]`."""
+    modules, or a method of a class) so that every call adds one to `calls[name]`."""
+    import importlib
+
     for target in targets:
-        module_name, attribute = target.rsplit(".", 1)
-        module = __import__(module_name, fromlist=[attribute])
-        original: Callable[..., Any] = getattr(module, attribute)
+        parts = target.split(".")
+        for cut in range(len(parts) - 1, 0, -1):  # the longest importable module prefix
+            try:
+                owner: Any = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError:
+                continue
+            break
+        for part in parts[cut:-1]:
+            owner = getattr(owner, part)
+        original: Callable[..., Any] = getattr(owner, parts[-1])
 
         @functools.wraps(original)
         def counted(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
             calls[name] += 1
             return _original(*args, **kwargs)
 
-        monkeypatch.setattr(module, attribute, counted)
+        monkeypatch.setattr(owner, parts[-1], counted)
 
 
 @pytest.mark.slow

@@ -364,11 +364,13 @@ def test_downloads_are_built_and_linked(site_dir: Path, sheet: Sheet) -> None:
 
 @pytest.mark.slow
 def test_nothing_loads_from_other_hosts(site_dir: Path) -> None:
-    pattern = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=\"(?:https?:)?//", re.I)
+    pattern = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=\"(?:https?:)?//[^>]*>", re.I)
     imports = re.compile(r"import\(\s*[\"'](?:https?:)?//|url\(\s*[\"']?(?:https?:)?//", re.I)
     for page in site_dir.rglob("*.html"):
         html = page.read_text(encoding="utf-8")
-        assert not pattern.search(html), page
+        # `<link rel="canonical">` (from site_url) names the page's address; browsers fetch nothing for it.
+        fetched = [tag for tag in pattern.findall(html) if 'rel="canonical"' not in tag]
+        assert not fetched, (page, fetched)
         assert not imports.search(html), page
     for css in site_dir.rglob("*.css"):
         assert not imports.search(css.read_text(encoding="utf-8")), css
