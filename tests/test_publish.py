@@ -157,11 +157,19 @@ def test_temporary_folders_of_a_killed_process_are_removed_at_the_next_start(tmp
             os.kill(os.getpid(), 9)
     """)], timeout=60)
     assert child.returncode == -signal.SIGKILL
-    left = list((tmp_path / ".tmp").iterdir())
+    base = tmp_path / ".cache" / "tmp"
+    left = list(base.iterdir())
     assert len(left) == 1 and any(left[0].rglob("x"))
     with owned_temp_dir(tmp_path) as mine:
-        assert [p for p in (tmp_path / ".tmp").iterdir()] == [mine]
-    assert list((tmp_path / ".tmp").iterdir()) == []
+        assert list(base.iterdir()) == [mine]  # the dead process's folder is gone
+    # A process that ends normally removes its own folder.
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        from pathlib import Path
+        from sheetgen.publish import owned_temp_dir
+        with owned_temp_dir(Path({str(tmp_path)!r})) as mine:
+            print(mine)
+    """)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not Path(done.stdout.strip()).exists()
 
 
 def test_a_read_only_site_mount_is_refused_before_anything_moves(tmp_path: Path) -> None:
