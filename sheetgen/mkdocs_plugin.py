@@ -44,6 +44,7 @@ from .pipeline import KATEX_CSS_PATH, NOTEBOOK_SOURCE_DIR, Generated, Outputs, S
 from .preview import TRIGGER, LivePreview
 from .publish import BuildLock, recover
 from .render.site import NOTEBOOK_SEARCH_BOOST, NOTEBOOK_TITLE_SUFFIX, mark_ui_for_search, notebook_page, plain_forms
+from .verify import verify
 
 __all__ = ["SheetgenConfig", "SheetgenPlugin"]
 
@@ -118,6 +119,8 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         if config.config_file_path:
             self.root = Path(config.config_file_path).resolve().parent
         sheet = self.prebuilt.sheet if self.prebuilt is not None else self._load_or_report()
+        if sheet is not None and self.prebuilt is None and not self._serving:
+            self._verify_before_writing(sheet)
         if sheet is not None and self.config.title:
             config.site_name = sheet.sheet.title
             config.site_description = config.site_description or sheet.sheet.subtitle or None
@@ -136,6 +139,17 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
             # Its default is relative to the working directory; keep it with our caches instead.
             jupyter.config["cache_dir"] = str(self.build_dir / ".cache" / "mkdocs-jupyter")
         return config
+
+    def _verify_before_writing(self, sheet: Sheet) -> None:
+        """The whole check, before MkDocs empties site_dir (it does so before `on_files`): a sheet that
+        fails leaves the previous site as it was. Cached by content, so `on_files` does not pay twice."""
+        if self._renderer is None:
+            self._renderer = KatexRenderer(self.build_dir / ".cache" / "katex.json")
+        try:
+            with BuildLock(self.build_dir, wait=True):
+                verify(sheet, self._yaml_text or "", renderer=self._renderer, cache_dir=self.build_dir / ".cache")
+        except SheetError as err:
+            raise PluginError(str(err)) from None
 
     def _load_or_report(self) -> Sheet | None:
         try:

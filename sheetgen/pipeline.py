@@ -36,6 +36,7 @@ from .render import site as site_pages
 from .render.anki import render_deck
 from .render.code import render_module
 from .render.notebooks import dumps, execute_notebooks, notebook_path, render_notebooks
+from .render.pdf_html import all_pdf_math_requests
 from .verify import Verified, verify
 
 __all__ = ["BuildReport", "Generated", "Outputs", "SiteOptions", "build_all", "build_outputs"]
@@ -139,6 +140,8 @@ def build_outputs(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: Ka
     when the check fails. Caches live under `build_dir/.cache`; outputs are returned, not written."""
     started = time.perf_counter()
     module = render_module(sheet)
+    # All the math of the pages and of every PDF in one KaTeX batch: one node process per build.
+    renderer.render([*site_pages.math_requests(sheet), *(all_pdf_math_requests(sheet) if options.pdf else [])])
     verified = verify(sheet, yaml_text, renderer=renderer, cache_dir=build_dir / ".cache", module_source=module,
                       say=say)
     checked = time.perf_counter() - started

@@ -2,7 +2,7 @@
 
 Every command that writes outputs works like this:
 
-1. `BuildLock` takes an advisory lock on `build/.lock` (one writer at a time; a second build says
+1. `BuildLock` takes an advisory lock on `build/.cache/lock` (one writer at a time; a second build says
    "another sheetgen build is running (pid N)" or, with `--wait`, waits for it).
 2. Under the lock, `recover` first finishes or discards whatever a killed build left: a journal means
    the old build had decided to publish, so its moves are completed (roll forward); staging folders
@@ -35,7 +35,7 @@ from .errors import SheetError
 
 __all__ = ["BuildBusy", "BuildLock", "Publication", "PublishError", "owned_temp_dir", "recover"]
 
-LOCK_NAME = ".lock"
+LOCK_NAME = ".cache/lock"  # under .cache: not an output, and the pid in it changes
 JOURNAL_NAME = ".publish.json"
 STAGING_NAME = ".staging"
 TEMP_NAME = ".cache/tmp"
@@ -63,7 +63,7 @@ class BuildBusy(PublishError):
 
 
 class BuildLock:
-    """An advisory `flock` on `build_dir/.lock`, holding the owner's pid for the message others see.
+    """An advisory `flock` on `build_dir/.cache/lock`, holding the owner's pid for the message others see.
 
     Re-entrant within a process: `sheetgen site` holds it while the plugin, in the same process,
     asks for it again (flock would otherwise block on our own lock).
@@ -89,7 +89,7 @@ class BuildLock:
             return self
         self._reentered = False
         try:
-            self.build_dir.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path, "a+", encoding="utf-8")  # held until __exit__
         except OSError as err:
             raise PublishError(f"{self.path}: cannot create the build lock: {err.strerror or err} — "

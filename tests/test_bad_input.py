@@ -64,7 +64,7 @@ def stand_in_outputs(tmp_path_factory: pytest.TempPathFactory) -> Outputs:
     """A small tree shaped like build/ and site/, for cases the loader refuses: those must stop before
     anything is written, so what the files hold does not matter, only that none changes."""
     root = tmp_path_factory.mktemp("stand-in")
-    files = {"build/.lock": "", "build/formulas.py": "def f(): ...\n", "build/cheatsheet.pdf": "%PDF-1.7\n",
+    files = {"build/.cache/lock": "", "build/formulas.py": "def f(): ...\n", "build/cheatsheet.pdf": "%PDF-1.7\n",
              "build/notebooks/math.ipynb": "{}\n", "build/.cache/katex.json": "{}\n",
              "site/index.html": "<!doctype html>\n", "site/downloads/formulas.py": "def f(): ...\n"}
     for name, text in files.items():

@@ -210,7 +210,7 @@ def test_leftovers_of_a_killed_build_are_removed_by_the_next_one(built: Workspac
     assert main(built.args()) == 0
     assert built.outputs() == before
     assert not staged_site.exists() and not staged_files.exists() and not kernel_tmp.exists()
-    assert sorted(p.name for p in built.build.iterdir() if p.name.startswith(".")) == [".cache", ".lock"]
+    assert sorted(p.name for p in built.build.iterdir() if p.name.startswith(".")) == [".cache"]
 
 
 # --- every path that publishes checks first (issue 8, hole 2) ---------------------------------------

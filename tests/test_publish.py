@@ -98,7 +98,8 @@ def test_an_uninterrupted_publication_switches_everything_and_leaves_no_folder(t
     assert _publish(build, site, None) == 0
     assert _read(build, NEW) == NEW and _site(site) == NEW_SITE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "site"]
-    assert sorted(p.name for p in build.iterdir()) == [".lock", "cheatsheet.pdf", "formulas.py", "notebooks"]
+    assert sorted(p.name for p in build.iterdir()) == [".cache", "cheatsheet.pdf", "formulas.py", "notebooks"]
+    assert [p.name for p in (build / ".cache").iterdir()] == ["lock"]
 
 
 def test_unchanged_files_are_not_rewritten(tmp_path: Path) -> None:
@@ -205,13 +206,13 @@ def test_a_full_disk_while_taking_the_lock_names_the_lock_file(tmp_path: Path,
 
     def full_disk_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
         handle = real_open(file, mode, *args, **kwargs)
-        if str(file).endswith(".lock") and "a" in mode:
+        if str(file).endswith("lock") and "a" in mode:
             def fail(*_: object) -> int:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             handle.write = fail  # type: ignore[method-assign]
         return handle
 
     monkeypatch.setattr(builtins, "open", full_disk_open)
-    with pytest.raises(PublishError, match=r"\.lock: cannot write: No space left on device \(the disk is full\)"), \
+    with pytest.raises(PublishError, match=r"lock: cannot write: No space left on device \(the disk is full\)"), \
             BuildLock(tmp_path / "build"):
         pass

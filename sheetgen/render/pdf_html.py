@@ -24,6 +24,7 @@ from .pdf_atlas import KATEX_EM, MathImage
 __all__ = [
     "Footer",
     "PrintedSection",
+    "all_pdf_math_requests",
     "column_em",
     "display_pieces",
     "display_tex",
@@ -204,6 +205,14 @@ def pdf_math_requests(sheet: Sheet, sections: Sequence[PrintedSection], split: C
             requests.extend(MathRequest.at(sheet, entry.id, "latex", display_tex(piece), False)
                             for piece in display_pieces(entry.latex))
     return requests
+
+
+def all_pdf_math_requests(sheet: Sheet) -> list[MathRequest]:
+    """Everything any PDF of the sheet may typeset (the full edition's entries, and each formula's
+    pieces in case the fitter must wrap it), so that a build typesets all its math in one KaTeX batch."""
+    sections = printed_sections(sheet, (), "full")
+    formulas = {e.id for s in sections for e in s.entries if isinstance(e, Formula)}
+    return pdf_math_requests(sheet, sections) + pdf_math_requests(sheet, sections, formulas)
 
 
 @cache
