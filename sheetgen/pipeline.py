@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .build import PdfBuild, build_pdf, pdf_preview
+from .errors import Problem, SheetError
 from .figures import figure_entries, render_figures
 from .katex import KatexRenderer, katex_dist_dir
 from .loader import load_sheet_text, read_source
@@ -141,7 +142,10 @@ def build_outputs(sheet: Sheet, yaml_text: str, *, build_dir: Path, renderer: Ka
     started = time.perf_counter()
     module = render_module(sheet)
     # All the math of the pages and of every PDF in one KaTeX batch: one node process per build.
-    renderer.render([*site_pages.math_requests(sheet), *(all_pdf_math_requests(sheet) if options.pdf else [])])
+    try:
+        renderer.render([*site_pages.math_requests(sheet), *(all_pdf_math_requests(sheet) if options.pdf else [])])
+    except SheetError as err:  # the same TeX may be asked for in several forms: say each problem once
+        raise SheetError(_first_per_place(err.problems)) from None
     verified = verify(sheet, yaml_text, renderer=renderer, cache_dir=build_dir / ".cache", module_source=module,
                       say=say)
     checked = time.perf_counter() - started
@@ -308,6 +312,17 @@ class _Clock:
             yield
         finally:
             self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+
+
+def _first_per_place(problems: Sequence[Problem]) -> list[Problem]:
+    seen: set[tuple[str, int, str | None, str | None]] = set()
+    first: list[Problem] = []
+    for problem in problems:
+        place = (problem.path, problem.line, problem.entry_id, problem.field)
+        if place not in seen:
+            seen.add(place)
+            first.append(problem)
+    return first
 
 
 def _zip(texts: Mapping[str, str]) -> bytes:

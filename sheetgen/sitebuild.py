@@ -110,7 +110,13 @@ def build_into(config_file: Path, site_dir: Path, *, prebuilt: Outputs | None = 
             plugin = config.plugins.get("sheetgen")
             if plugin is not None:
                 plugin.prebuilt = prebuilt
-            build(config)
+            try:
+                build(config)
+            finally:
+                # MkDocs keeps plugin instances that define on_startup across loads in one process:
+                # the next build must not find this build's outputs.
+                if plugin is not None:
+                    plugin.prebuilt = None
         except (Abort, ConfigurationError) as err:
             errors = "\n".join(m for m in log.messages if m)
             raise SiteBuildError(errors or f"{config_file.name}: {err} (see the warnings above)") from None

@@ -172,3 +172,36 @@ def test_the_site_builds_under_mkdocs_and_properdocs_and_refuses_a_failing_docte
                          timeout=300)
     assert bad.returncode == 1
     assert "[twice] examples: doctest `int(twice(2))` expected '5' but got '4'" in bad.stderr
+
+
+@pytest.mark.slow
+@needs_katex
+def test_concurrent_builds_with_different_inputs_end_with_one_consistent_set(tmp_path: Path) -> None:
+    """Two `sheetgen build --wait` on the same outputs, different YAML: the lock serialises them, and
+    what is left is entirely one sheet's outputs (module, PDF, site pages, search index), never a mix."""
+    import subprocess
+    import sys
+
+    procs = []
+    for word in ("Doubles", "Twofold"):
+        yaml = tmp_path / f"{word}.yaml"
+        yaml.write_text(SMALL.replace("Doubles", word), encoding="utf-8")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "sheetgen", "build", "--wait", "-f", str(yaml), "--build-dir",
+             str(tmp_path / "build"), "--site-dir", str(tmp_path / "site"), "-c", str(ROOT / "mkdocs.yml")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    module = (tmp_path / "build" / "formulas.py").read_text(encoding="utf-8")
+    page = (tmp_path / "site" / "sections" / "basics" / "index.html").read_text(encoding="utf-8")
+    index = (tmp_path / "site" / "search" / "search_index.json").read_text(encoding="utf-8")
+    download = (tmp_path / "site" / "downloads" / "formulas.py").read_text(encoding="utf-8")
+    winners = {word for word in ("Doubles", "Twofold") if word in module}
+    assert len(winners) == 1, "the module holds both sheets"
+    (word,) = winners
+    other = "Twofold" if word == "Doubles" else "Doubles"
+    for name, text in (("page", page), ("search index", index), ("downloaded module", download)):
+        assert word in text and other not in text, f"the {name} does not match the module"
+    assert download == module
+    assert not list((tmp_path / "build").glob(".staging*")) and not list(tmp_path.glob(".site*"))
