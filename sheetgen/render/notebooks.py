@@ -185,7 +185,9 @@ def render_notebooks(sheet: Sheet) -> dict[str, NotebookNode]:
         cells = [_cell("markdown", intro, "intro"), _cell("code", "\n".join(setup), "setup")]
         for formula in formulas:
             cells.append(_cell("markdown", _formula_markdown(formula), f"{formula.id}-md"))
-            code = function_source(formula, with_docstring=True) + "\n\n\n" + example_code(formula.examples)
+            # No docstring: the Markdown cell above already shows name, formula, meaning and source, and
+            # the examples follow as code (a docstring would repeat both, and weigh on the site's page).
+            code = function_source(formula, with_docstring=False) + "\n\n\n" + example_code(formula.examples)
             cells.append(_cell("code", code, f"{formula.id}-code"))
             if formula.figure is not None:
                 # The site's figure, drawn by the functions above. `plt.show()` last: no object repr
