@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Problem", "SheetError", "float_hint", "os_problem"]
+__all__ = ["MessageError", "Problem", "SheetError", "float_hint", "os_problem"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,15 @@ def float_hint(source: str, want: str, got: str) -> str | None:
     example = f">>> {kind}({call})" if call and "\n" not in call else f">>> {kind}(…)"
     return (f"the value is right but it is a NumPy scalar, shown as {got}; "
             f"wrap the call: {example}")
+
+
+class MessageError(SheetError):
+    """A problem that is one message rather than located YAML problems: a failed site build (MkDocs'
+    own words), an output that cannot be published, another build holding the lock."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([])
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar
 
-from .errors import SheetError
+from .errors import MessageError
+from .sandbox import pid_alive
 
 __all__ = ["BuildBusy", "BuildLock", "Publication", "PublishError", "owned_temp_dir", "recover"]
 
@@ -47,15 +48,8 @@ SITE_STAGING_INFIX = ".staging-"
 _KILL_AT = "SHEETGEN_TEST_KILL_AT"
 
 
-class PublishError(SheetError):
+class PublishError(MessageError):
     """Outputs cannot be published (a read-only folder, a full disk…): one message naming the path."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__([])
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class BuildBusy(PublishError):
@@ -373,20 +367,8 @@ def _remove_dead_temp_dirs(base: Path) -> None:
     if not base.is_dir():
         return
     for folder in base.iterdir():
-        if folder.name.isdigit() and not _alive(int(folder.name)):
+        if folder.name.isdigit() and not pid_alive(int(folder.name)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -37,7 +37,17 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["Child", "Limits", "Outcome", "clip", "limited_command", "run", "scrubbed_env", "working_folder"]
+__all__ = [
+    "Child",
+    "Limits",
+    "Outcome",
+    "clip",
+    "limited_command",
+    "pid_alive",
+    "run",
+    "scrubbed_env",
+    "working_folder",
+]
 
 _PREFIX = "sheetgen-sandbox-"
 
@@ -262,11 +272,12 @@ def _remove_stale_folders(prefix: str = _PREFIX, root: str | None = None) -> Non
     with contextlib.suppress(OSError):
         for folder in Path(root or tempfile.gettempdir()).glob(f"{prefix}*-*"):
             pid = folder.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours, or one we may not signal)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

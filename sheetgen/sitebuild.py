@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import SheetError
+from .errors import MessageError
 from .outputs import write_atomic
 
 if TYPE_CHECKING:
@@ -38,15 +38,8 @@ __all__ = [
 # --- building the site --------------------------------------------------------------------------
 
 
-class SiteBuildError(SheetError):
+class SiteBuildError(MessageError):
     """A failed site build, with MkDocs' (or the plugin's) own message."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__([])
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class _Collect(logging.Handler):
