@@ -28,10 +28,16 @@ fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing system packages:$missing (apt-get)"
-  apt-get update -qq
+  log=$(mktemp)
   # shellcheck disable=SC2086  # one word per package
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-  exit 0
+  if apt-get update -qq >"$log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >>"$log" 2>&1; then
+    rm -f "$log"
+    exit 0
+  fi
+  cat "$log" >&2
+  rm -f "$log"
+  echo "apt-get could not install:$missing (see above)" >&2
+  exit 1
 fi
 echo "sheetgen needs these system packages:$missing" >&2
 echo "install them, then run make again:  sudo apt-get install -y$missing" >&2
