@@ -207,3 +207,8 @@ def test_prose_in_the_setup_cell_stays_a_comment() -> None:
     setup = nb.render_notebooks(sheet)["notebooks/other.ipynb"].cells[1].source
     tree = ast.parse(setup)
     assert [type(node).__name__ for node in tree.body] == ["Import", "FunctionDef"], setup
+
+
+def test_a_notebook_matches_its_golden_file(sheet, golden) -> None:  # type: ignore[no-untyped-def]
+    """One section's notebook before execution: `make golden` after a deliberate change."""
+    golden("notebooks_math.ipynb", nb.dumps(nb.render_notebooks(sheet)["notebooks/math.ipynb"]))

@@ -544,3 +544,31 @@ def test_compact_preview_is_smaller_and_looks_the_same() -> None:
         difference = ImageStat.Stat(ImageChops.difference(out.convert("RGB"), image)).mean
     assert max(difference) < 3  # of 255 per channel: the same picture to the eye
     assert site.compact_preview(png) == small  # deterministic
+
+
+def test_cards_say_whether_the_printed_formula_was_checked(sheet: Sheet) -> None:
+    pages = site.render_pages(sheet, FakeMath(), site.Links())
+    for section in sheet.sections:
+        page = pages[site.section_path(section)]
+        for entry in section.entries:
+            if entry.kind != "formula":
+                continue
+            card = page.split(f"{{ #{entry.id} }}", 1)[1].split("{: .sg-source }", 1)[0]
+            skipped = entry.check is not None and entry.check.skip
+            assert ("printed formula not checked" in card) == bool(skipped), entry.id
+            assert ("✓ printed formula checked" in card) == (not skipped), entry.id
+    assert any(f.check is not None and f.check.skip for f in sheet.formulas()), "no skipped formula to show"
+    # A reason is text in an attribute: escaped, never markup.
+    formula = next(f for f in sheet.formulas() if f.check is not None and f.check.skip)
+    hostile = formula.model_copy(update={"check": formula.check.model_copy(  # type: ignore[union-attr]
+        update={"skip": 'x" onmouseover="alert(1)'})})
+    one = sheet.model_copy(update={"sections": tuple(
+        s.model_copy(update={"entries": tuple(hostile if e.id == formula.id else e for e in s.entries)})
+        for s in sheet.sections)})
+    rendered = "".join(site.render_pages(one, FakeMath(), site.Links()).values())
+    assert 'onmouseover="alert(1)' not in rendered and "x&#34; onmouseover=&#34;alert(1)" in rendered
+
+
+def test_a_section_page_matches_its_golden_file(sheet: Sheet, golden) -> None:  # type: ignore[no-untyped-def]
+    """The generated Markdown of one section (math shown by FakeMath): `make golden` after a deliberate change."""
+    golden("site_sections_math.md", site.render_pages(sheet, FakeMath(), site.Links())["sections/math.md"])
