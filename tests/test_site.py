@@ -558,6 +558,8 @@ def test_cards_say_whether_the_printed_formula_was_checked(sheet: Sheet) -> None
             assert ("printed formula not checked" in card) == bool(skipped), entry.id
             assert ("✓ printed formula checked" in card) == (not skipped), entry.id
     assert any(f.check is not None and f.check.skip for f in sheet.formulas()), "no skipped formula to show"
+    html = to_html(pages[site.section_path(sheet.sections[0])])
+    assert "{:" not in html and 'class="sg-source"' in html  # the attribute list still applies to the line
     # A reason is text in an attribute: escaped, never markup.
     formula = next(f for f in sheet.formulas() if f.check is not None and f.check.skip)
     hostile = formula.model_copy(update={"check": formula.check.model_copy(  # type: ignore[union-attr]
