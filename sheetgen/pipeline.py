@@ -217,7 +217,8 @@ def build_pages(sheet: Sheet, module: str, slow: SlowOutputs, *, build_dir: Path
             out.files[download] = text.encode("utf-8")
             out.notebook_pages[path] = download
         out.files[NOTEBOOK_ZIP_PATH] = _zip(slow.notebooks)
-    links = site_pages.Links(pdf=PDF_PATH if options.pdf else None, module=MODULE_PATH,
+    links = site_pages.Links(pdf=PDF_PATH if options.pdf else None,
+                             pdf_full=PDF_PATHS["full"] if options.pdf else None, module=MODULE_PATH,
                              notebook_pages=notebook_pages,
                              notebook_files={ident: out.notebook_pages[p] for ident, p in notebook_pages.items()},
                              figures={ident: f"{FIGURES_DIR}/{ident}.svg" for ident in slow.figures})

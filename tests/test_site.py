@@ -559,7 +559,14 @@ def test_cards_say_whether_the_printed_formula_was_checked(sheet: Sheet) -> None
             assert ("✓ printed formula checked" in card) == (not skipped), entry.id
     assert any(f.check is not None and f.check.skip for f in sheet.formulas()), "no skipped formula to show"
     html = to_html(pages[site.section_path(sheet.sections[0])])
+    # Both editions are offered: on every section page, and on the hand-written home page.
+    assert 'href="../downloads/cheatsheet.pdf"' in html or "downloads/cheatsheet.pdf" in html
+    assert "downloads/cheatsheet-full.pdf" in html
+    home = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    assert "(downloads/cheatsheet.pdf)" in home and "(downloads/cheatsheet-full.pdf)" in home
     assert "{:" not in html and 'class="sg-source"' in html  # the attribute list still applies to the line
+    indexed = " ".join(e["text"] for e in search_index(html))
+    assert "printed formula" not in indexed and " edit" not in indexed  # UI, not content
     # A reason is text in an attribute: escaped, never markup.
     formula = next(f for f in sheet.formulas() if f.check is not None and f.check.skip)
     hostile = formula.model_copy(update={"check": formula.check.model_copy(  # type: ignore[union-attr]

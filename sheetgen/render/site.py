@@ -75,6 +75,8 @@ class Links:
     """Where the downloads are, as paths relative to the docs root (what MkDocs resolves)."""
 
     pdf: str | None = "downloads/cheatsheet.pdf"
+    pdf_full: str | None = "downloads/cheatsheet-full.pdf"
+    """The full edition (every printed entry, at most two pages)."""
     module: str | None = "downloads/formulas.py"
     notebook_pages: Mapping[str, str] = field(default_factory=dict)
     """Section id → the rendered notebook page (`notebooks/<id>.ipynb`)."""
