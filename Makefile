@@ -104,7 +104,7 @@ fuzz: setup
 	SHEETGEN_FUZZ_EXAMPLES=10000 $(PY) -m pytest tests/test_fuzz.py -q
 
 bench: setup
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build site .pytest_cache .mypy_cache .ruff_cache
