@@ -259,7 +259,7 @@ def working_folder(prefix: str = _PREFIX, *, sockets: bool = False) -> str:
     tell it was left behind by a killed process; folders of dead processes are removed first.
 
     `sockets`: the folder will hold Unix sockets; when the usual temporary folder (e.g. a build's
-    `build/.tmp/<pid>`) is too deep for a socket path, the system's /tmp is used instead."""
+    `build/.cache/tmp/<pid>`) is too deep for a socket path, the system's /tmp is used instead."""
     root = tempfile.gettempdir()
     if sockets and len(root) + len(prefix) + 32 > SOCKET_PATH_ROOM and os.path.isdir("/tmp"):
         root = "/tmp"
