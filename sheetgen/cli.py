@@ -164,7 +164,8 @@ def _check_port(dev_addr: str) -> None:
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
     """Write one executed notebook per section, after the whole check (outputs cached by content hash)."""
-    from .render.notebooks import dumps, execute_notebooks, render_notebooks
+    from .notebook_run import execute_notebooks
+    from .render.notebooks import dumps, render_notebooks
 
     with BuildLock(args.cache_dir.parent, wait=args.wait):
         sheet, _, _, _ = _verified(args.file, args.cache_dir)

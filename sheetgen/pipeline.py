@@ -3,7 +3,7 @@
     formulas.yaml ─ loader ─► Sheet ─ verify ─► build_outputs ─► Outputs ─ publish ─► build/, site/
                                                   ├─ render.code       → build/formulas.py
                                                   ├─ build.build_pdf   → build/cheatsheet.pdf (cached)
-                                                  ├─ render.notebooks  → build/notebooks/*.ipynb (executed)
+                                                  ├─ render.notebooks  → build/notebooks/*.ipynb (run by notebook_run)
                                                   ├─ render.anki       → build/cheatsheet.apkg
                                                   ├─ figures           → the site's assets/figures/*.svg (cached)
                                                   └─ render.site       → the site's pages and downloads
@@ -31,12 +31,13 @@ from .figures import figure_entries, render_figures
 from .katex import KatexRenderer, katex_dist_dir
 from .loader import load_sheet_text, read_source
 from .model import EDITIONS, Sheet
+from .notebook_run import execute_notebooks
 from .outputs import write_atomic
 from .publish import BuildLock, Publication, owned_temp_dir, recover
 from .render import site as site_pages
 from .render.anki import render_deck
 from .render.code import render_module
-from .render.notebooks import dumps, execute_notebooks, notebook_path, render_notebooks
+from .render.notebooks import dumps, notebook_path, render_notebooks
 from .render.pdf_html import all_pdf_math_requests
 from .verify import Verified, verify
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sheetgen.render.notebooks import text_only
+from sheetgen.notebook_run import text_only
 from tests.conftest import needs_katex
 
 PAYLOADS = {
@@ -131,7 +131,7 @@ def test_rich_outputs_never_reach_the_site(tmp_path: Path) -> None:
 
 def test_kernels_run_limited_in_a_temporary_folder_without_our_environment(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sheetgen.render.notebooks import KERNEL_LIMITS, execute_notebook
+    from sheetgen.notebook_run import KERNEL_LIMITS, execute_notebook
 
     monkeypatch.setenv("SHEETGEN_TEST_SECRET", "hunter2")
     probe = ("import json, os, resource\n"
@@ -163,7 +163,8 @@ def test_kernels_run_limited_in_a_temporary_folder_without_our_environment(
 ])
 def test_a_cell_that_kills_or_exhausts_its_kernel_is_located(tmp_path: Path, example: str, needle: str) -> None:
     from sheetgen.errors import SheetError
-    from sheetgen.render.notebooks import execute_notebooks, render_notebooks
+    from sheetgen.notebook_run import execute_notebooks
+    from sheetgen.render.notebooks import render_notebooks
     from tests.test_notebooks import SMALL, small_sheet
 
     marker = "          >>> values = square([1, 2])\n"
@@ -178,7 +179,8 @@ def test_a_cell_that_kills_or_exhausts_its_kernel_is_located(tmp_path: Path, exa
 def test_kernel_folders_of_killed_builds_are_removed(tmp_path: Path) -> None:
     import tempfile
 
-    from sheetgen.render.notebooks import execute_notebook, render_notebooks
+    from sheetgen.notebook_run import execute_notebook
+    from sheetgen.render.notebooks import render_notebooks
     from tests.test_notebooks import small_sheet
 
     stale = Path(tempfile.mkdtemp(prefix="sheetgen-kernel-999999999-"))  # no such process
@@ -189,17 +191,18 @@ def test_kernel_folders_of_killed_builds_are_removed(tmp_path: Path) -> None:
 
 def test_a_notebook_has_a_total_time_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            capfd: pytest.CaptureFixture[str]) -> None:
+    from sheetgen import notebook_run
     from sheetgen.errors import SheetError
     from sheetgen.render import notebooks
     from tests.test_notebooks import SMALL, small_sheet
 
-    monkeypatch.setattr(notebooks, "NOTEBOOK_SECONDS", 8.0)
+    monkeypatch.setattr(notebook_run, "NOTEBOOK_SECONDS", 8.0)
     marker = "          >>> values = square([1, 2])\n"
     slow = "__import__('time').sleep(60) if 'ipykernel' in __import__('sys').modules else None"
     sheet = small_sheet(SMALL.replace(marker, f"          >>> {slow}\n{marker}"))
     started = time.monotonic()
     with pytest.raises(SheetError) as raised:
-        notebooks.execute_notebooks(notebooks.render_notebooks(sheet), tmp_path, sheet=sheet, timeout=120)
+        notebook_run.execute_notebooks(notebooks.render_notebooks(sheet), tmp_path, sheet=sheet, timeout=120)
     assert time.monotonic() - started < 30
     time.sleep(1)  # the interrupted kernel logs a traceback while it shuts down: it must not reach our stderr
     assert "Traceback" not in capfd.readouterr().err
@@ -210,7 +213,8 @@ def test_a_notebook_has_a_total_time_limit(tmp_path: Path, monkeypatch: pytest.M
 def test_a_kernel_that_cannot_start_is_one_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from sheetgen import sandbox
     from sheetgen.errors import SheetError
-    from sheetgen.render.notebooks import execute_notebooks, render_notebooks
+    from sheetgen.notebook_run import execute_notebooks
+    from sheetgen.render.notebooks import render_notebooks
     from tests.test_notebooks import small_sheet
 
     monkeypatch.setattr(sandbox, "limited_command", lambda argv, limits, baseline_bytes=0: ["/nonexistent/python"])
@@ -223,7 +227,8 @@ def test_a_kernel_that_cannot_start_is_one_problem(tmp_path: Path, monkeypatch: 
 
 def test_a_failing_figure_cell_is_blamed_on_the_figure(tmp_path: Path) -> None:
     from sheetgen.errors import SheetError
-    from sheetgen.render.notebooks import execute_notebooks, render_notebooks
+    from sheetgen.notebook_run import execute_notebooks
+    from sheetgen.render.notebooks import render_notebooks
     from tests.test_notebooks import SMALL, small_sheet
 
     figure = ("        figure:\n          caption: Squares.\n          code: |\n"

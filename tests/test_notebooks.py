@@ -10,6 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from sheetgen import notebook_run as run
 from sheetgen.errors import SheetError
 from sheetgen.loader import load_sheet_text
 from sheetgen.model import Formula, Sheet
@@ -139,7 +140,7 @@ class NoKernel:
 def test_execution_is_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sheet = small_sheet()
     notebook = nb.render_notebooks(sheet)["notebooks/algebra.ipynb"]
-    first = nb.execute_notebook(notebook, tmp_path, sheet=sheet, timeout=60)
+    first = run.execute_notebook(notebook, tmp_path, sheet=sheet, timeout=60)
     assert not first.cached
     outputs = {cell.id: cell.outputs for cell in first.notebook.cells if cell.cell_type == "code"}
     texts = ["".join(o["data"]["text/plain"]) for o in outputs["square-code"]]
@@ -151,14 +152,14 @@ def test_execution_is_cached_by_content(tmp_path: Path, monkeypatch: pytest.Monk
     import nbclient
 
     monkeypatch.setattr(nbclient, "NotebookClient", NoKernel)
-    second = nb.execute_notebook(nb.render_notebooks(sheet)["notebooks/algebra.ipynb"], tmp_path, sheet=sheet)
+    second = run.execute_notebook(nb.render_notebooks(sheet)["notebooks/algebra.ipynb"], tmp_path, sheet=sheet)
     assert second.cached
     assert nb.dumps(second.notebook) == nb.dumps(first.notebook)
 
     changed = nb.render_notebooks(small_sheet(SMALL.replace("three squared", "3²")))["notebooks/algebra.ipynb"]
-    assert nb.cache_key(changed) != nb.cache_key(notebook)
+    assert run.cache_key(changed) != run.cache_key(notebook)
     with pytest.raises(AssertionError, match="kernel was started"):
-        nb.execute_notebook(changed, tmp_path, sheet=sheet)
+        run.execute_notebook(changed, tmp_path, sheet=sheet)
 
 
 def test_a_failing_cell_names_the_yaml_line(tmp_path: Path) -> None:
@@ -167,7 +168,7 @@ def test_a_failing_cell_names_the_yaml_line(tmp_path: Path) -> None:
                          "          >>> float(fourth('x'))\n          16.0\n")
     sheet = small_sheet(text)
     with pytest.raises(SheetError) as raised:
-        nb.execute_notebook(nb.render_notebooks(sheet)["notebooks/algebra.ipynb"], tmp_path, sheet=sheet,
+        run.execute_notebook(nb.render_notebooks(sheet)["notebooks/algebra.ipynb"], tmp_path, sheet=sheet,
                             timeout=60, name="notebooks/algebra.ipynb")
     line = sheet.line_of("fourth", "examples")
     assert str(raised.value).startswith(f"small.yaml:{line} [fourth] examples: notebook notebooks/algebra.ipynb "
@@ -177,7 +178,7 @@ def test_a_failing_cell_names_the_yaml_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_shipped_notebooks_run_and_match_their_doctests(sheet: Sheet, tmp_path: Path) -> None:
-    results = nb.execute_notebooks(nb.render_notebooks(sheet), tmp_path, sheet=sheet)
+    results = run.execute_notebooks(nb.render_notebooks(sheet), tmp_path, sheet=sheet)
     checker = doctest.OutputChecker()
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     for path, result in results.items():
@@ -212,3 +213,61 @@ def test_prose_in_the_setup_cell_stays_a_comment() -> None:
 def test_a_notebook_matches_its_golden_file(sheet, golden) -> None:  # type: ignore[no-untyped-def]
     """One section's notebook before execution: `make golden` after a deliberate change."""
     golden("notebooks_math.ipynb", nb.dumps(nb.render_notebooks(sheet)["notebooks/math.ipynb"]))
+
+
+TWO_SECTIONS = SMALL.replace("""      - kind: formula
+        id: fourth""", """  - id: powers
+    title: Powers
+    entries:
+      - kind: formula
+        id: fourth""")
+
+
+def _count_kernel_starts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    manager = run._limited_kernel_manager()
+    starts: list[int] = []
+    original = manager.start_kernel
+
+    async def counted(self: object, **kwargs: object) -> None:
+        starts.append(1)
+        await original(self, **kwargs)
+
+    monkeypatch.setattr(manager, "start_kernel", counted)
+    return starts
+
+
+def test_a_build_runs_all_its_notebooks_in_one_kernel_with_a_fresh_namespace_each(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The second notebook must not see the first one's variables (`values` is only set in algebra),
+    # and its cells are numbered from 1 again.
+    probe = "          >>> 'values' in globals()\n          False\n"
+    text = TWO_SECTIONS.replace("          >>> float(fourth(2))\n", probe + "          >>> float(fourth(2))\n")
+    sheet = small_sheet(text)
+    starts = _count_kernel_starts(monkeypatch)
+    results = run.execute_notebooks(nb.render_notebooks(sheet), tmp_path, sheet=sheet)
+    assert sorted(results) == ["notebooks/algebra.ipynb", "notebooks/powers.ipynb"]
+    assert len(starts) == 1
+    for result in results.values():
+        counts = [c.execution_count for c in result.notebook.cells if c.cell_type == "code"]
+        assert counts == list(range(1, len(counts) + 1))
+    powers = {c.id: c for c in results["notebooks/powers.ipynb"].notebook.cells}
+    assert powers["fourth-code"].outputs[0]["data"]["text/plain"] == "False"
+
+
+def test_a_notebook_that_kills_the_kernel_does_not_stop_the_next_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    kill = "          >>> __import__('os')._exit(0) if 'ipykernel' in __import__('sys').modules else None\n"
+    marker = "          >>> values = square([1, 2])\n"
+    sheet = small_sheet(TWO_SECTIONS.replace(marker, kill + marker))
+    notebooks = nb.render_notebooks(sheet)
+    # powers runs after algebra (dict order), in the replacement kernel.
+    assert list(notebooks) == ["notebooks/algebra.ipynb", "notebooks/powers.ipynb"]
+    starts = _count_kernel_starts(monkeypatch)
+    with pytest.raises(SheetError) as raised:
+        run.execute_notebooks(notebooks, tmp_path, sheet=sheet, timeout=60)
+    assert [p.entry_id for p in raised.value.problems] == ["square"]
+    assert "the kernel died" in str(raised.value)
+    assert len(starts) == 2
+    # nothing is cached for the failed notebook; the one that ran is not published either (the build failed),
+    # but a rerun after the fix only runs what changed.
+    assert not list(tmp_path.glob("*.ipynb"))
