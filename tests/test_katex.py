@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 
 from sheetgen.errors import SheetError
-from sheetgen.katex import (
-    KatexRenderer,
-    MathRequest,
-    katex_dist_dir,
-    sheet_math_requests,
-    split_inline_math,
-)
+from sheetgen.katex import KatexRenderer, MathRequest, katex_dist_dir
 from sheetgen.loader import load_sheet_text
+from sheetgen.mathtext import sheet_math_requests, split_inline_math
 from sheetgen.model import Fact, Formula, Sheet
 from tests.conftest import ROOT, needs_katex
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import genanki  # type: ignore[import-untyped]
 
-from ..katex import split_inline_math
+from ..mathtext import split_inline_math
 from ..model import QA, Fact, Formula, Section, Sheet
 from .code import function_source
 

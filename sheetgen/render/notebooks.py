@@ -18,7 +18,7 @@ from typing import cast
 import nbformat
 from nbformat import NotebookNode
 
-from ..katex import split_inline_math
+from ..mathtext import split_inline_math
 from ..model import Formula, Section, Sheet
 from .code import comment, function_source
 

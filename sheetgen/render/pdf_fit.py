@@ -13,7 +13,7 @@ from typing import Any
 
 from ..cache import read_json_cache, write_json_atomic
 from ..errors import SheetError
-from ..katex import entry_texts
+from ..mathtext import entry_texts
 from ..model import Formula, Sheet, Snippet
 from .code import function_source
 from .pdf_atlas import MathImage

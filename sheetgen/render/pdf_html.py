@@ -16,7 +16,8 @@ import jinja2
 from markupsafe import Markup, escape
 
 from ..errors import SheetError
-from ..katex import MathRequest, sheet_math_requests, split_inline_math
+from ..katex import MathRequest
+from ..mathtext import sheet_math_requests, split_inline_math
 from ..model import Edition, EntryBase, Formula, Sheet
 from .code import function_source
 from .pdf_atlas import KATEX_EM, MathImage

@@ -24,7 +24,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
 from ..errors import SheetError
-from ..katex import MathRequest, sheet_math_requests, split_inline_math
+from ..katex import MathRequest
+from ..mathtext import sheet_math_requests, split_inline_math
 from ..model import Formula, Section, Sheet, Snippet
 from .code import function_source
 

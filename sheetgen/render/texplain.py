@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ..katex import split_inline_math
+from ..mathtext import split_inline_math
 
 __all__ = ["prose_to_unicode", "tex_to_unicode"]
 
