@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from html import unescape as html_unescape
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -545,14 +546,103 @@ def _shared_asset(kind: str, text: str) -> tuple[str, str]:
     return f"assets/notebook-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}.{kind}", text
 
 
+# --- notebook page weight (issue 11: a built notebook page is at most NOTEBOOK_PAGE_BUDGET bytes) ---
+
+NOTEBOOK_PAGE_BUDGET = 150_000
+# The theme around the content (header, the nav with the page's table of contents, footer) weighs
+# 25-33 KB; what the notebook itself may weigh before its formulas become links to their cards.
+NOTEBOOK_CONTENT_BUDGET = 110_000
+# nbconvert markup the shared CSS hides or never needs: the collapsers (`display: none`), Markdown
+# cells' empty prompts (hidden: only code cells show theirs), a stray attribute, Pygments' empty
+# first span, and the line breaks between block elements (none inside a <pre>: it holds spans only).
+_HIDDEN_MARKUP = re.compile(
+    r'<div class="jp-Collapser [^"]*">\s*</div>\s*'
+    r'|<div class="jp-InputPrompt jp-InputArea-prompt"(?: data-search-exclude)?>\s*</div>'
+    r'| ,=""(?=[ >])')
+_PRE_START = re.compile(r"(<pre\b[^>]*>)<span></span>")
+_BLOCK_GAP = re.compile(r"(</div>|<div\b[^>]*>|<(?:/p|/h[1-6]|/pre|/ul|/ol)>)\s+(?=<)|\s+(?=</?div\b)")
+# A formula of a card, as `typeset_notebook_html` writes it, in the Markdown cell of its entry
+# (notebooks.py names it `<entry id>-md`).
+_MARKDOWN_CELL_START = re.compile(r'<div class="jp-Cell jp-MarkdownCell[^"]*" id="cell-id=([^"]+?)(?:-md)?">')
+_DISPLAY_MATH = re.compile(r'<sg-m class="sg-math" role="math" aria-label="([^"]*)" ' + _NO_SEARCH
+                           + r'>.*?</sg-m><span class="sg-plain" hidden>[^<]*</span>', re.DOTALL)
+NOTEBOOK_CSS = Path(__file__).resolve().parent.parent / "assets" / "notebook.css"
+"""The rules of the markup this module adds to notebook pages; joins the shared stylesheet."""
+
+
+# Pygments' token spans, the most numerous elements of a page (~2,500 on the largest), as <i class=…>:
+# 8 bytes less each; notebook.css keeps <i> upright in code, the token classes style it as before.
+_TOKEN_SPAN = re.compile(r'<span class="([\w-]+)">([^<]*)</span>')
+_CODE = re.compile(r'(<pre id="cell-[^"]*">)(.*?)(</pre>)', re.DOTALL)
+# Consecutive text outputs of a cell without prompts (display() calls): one <pre>, one line each.
+_TEXT_OUTPUT = (r'<div class="jp-OutputArea-child"><div class="jp-OutputPrompt jp-OutputArea-prompt" '
+                + _NO_SEARCH + r'></div><div class="jp-RenderedText jp-OutputArea-output" data-mime-type="text/plain" '
+                + _NO_SEARCH + r' tabindex="0"><pre>([^<]*)</pre></div></div>')
+_TEXT_OUTPUTS = re.compile(f"(?:{_TEXT_OUTPUT}){{2,}}")
+_ONE_TEXT_OUTPUT = re.compile(_TEXT_OUTPUT)
+# The copy buttons only work with JavaScript (a custom element), so the shared script adds them
+# (assets/notebook.js, the same markup) instead of ~250 bytes of it in every code cell.
+_COPY_BUTTON = re.compile(r'<div class="zeroclipboard-container"><clipboard-copy [^>]*>.*?</clipboard-copy></div>',
+                          re.DOTALL)
+NOTEBOOK_JS = Path(__file__).resolve().parent.parent / "assets" / "notebook.js"
+
+
+def compact_notebook_html(html: str, *, scripted_copy_buttons: bool = True) -> str:
+    """nbconvert's markup without what is never seen (see `_HIDDEN_MARKUP`) and in fewer bytes: shorter
+    token elements in code, a cell's text outputs in one block, and (`scripted_copy_buttons`: when the
+    page loads notebook.js) no copy buttons, which the script adds. The page looks the same."""
+    html = _HIDDEN_MARKUP.sub("", html)
+    html = _PRE_START.sub(r"\1", html)
+    html = _BLOCK_GAP.sub(lambda m: m[1] or "", html)
+    html = _CODE.sub(lambda m: m[1] + _TOKEN_SPAN.sub(r"<i class=\1>\2</i>", m[2]) + m[3], html)
+    if scripted_copy_buttons:
+        html = _COPY_BUTTON.sub("", html)
+
+    def merge(match: re.Match[str]) -> str:
+        lines = [m[1].removesuffix("\n") for m in _ONE_TEXT_OUTPUT.finditer(match[0])]
+        first = _ONE_TEXT_OUTPUT.match(match[0])
+        assert first is not None
+        return match[0][:first.start(1)] + "\n".join(lines) + match[0][first.end(1):first.end()]
+
+    return _TEXT_OUTPUTS.sub(merge, html)
+
+
+def link_formulas_to_cards(html: str, section_url: str) -> str:
+    """Each display formula of the page as its plain form (what its `aria-label` and the search index
+    already say) with a link to its card on the section page, where it is typeset; inline math stays
+    typeset. For pages whose typeset formulas (KaTeX HTML, ~1-13 KB each) would make them too heavy."""
+
+    def cell(start: int, end: int, entry: str) -> str:
+        def link(match: re.Match[str]) -> str:
+            href = escape(f"{section_url}#{entry}" if entry else section_url)
+            return (f'<span class="sg-nb-formula"><span class="sg-nb-plain">{match[1]}</span> '
+                    f'<a class="sg-nb-card" href="{href}" {_NO_SEARCH}>typeset on its card</a></span>')
+
+        return _DISPLAY_MATH.sub(link, html[start:end])
+
+    starts = [(m.start(), m[1]) for m in _MARKDOWN_CELL_START.finditer(html)]
+    parts = [html[:starts[0][0]] if starts else html]
+    for i, (start, entry) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(html)
+        parts.append(cell(start, end, entry if entry not in ("intro", "setup") else ""))
+    return "".join(parts)
+
+
 def notebook_page(html: str, math: MathHtml, url_for: Callable[[str], str], *,
                   download: str | None = None, plain: Mapping[str, str] | None = None,
-                  title_suffix: str = NOTEBOOK_TITLE_SUFFIX) -> NotebookPage:
+                  title_suffix: str = NOTEBOOK_TITLE_SUFFIX, section: str | None = None,
+                  budget: int = NOTEBOOK_CONTENT_BUDGET) -> NotebookPage:
     """Everything the site does to a notebook page mkdocs-jupyter rendered: KaTeX (see
     `typeset_notebook_html`); its inline CSS and copy-button script moved to shared files, the
-    per-cell copies of the code and of the copy icon dropped; the title marked as the notebook's (in
-    the page and in search results); permalinks like the other pages' (not indexed); prompts, copy
-    buttons and input code kept out of the search index.
+    per-cell copies of the code and of the copy icon dropped, markup nobody sees dropped
+    (`compact_notebook_html`); the title marked as the notebook's (in the page and in search
+    results); permalinks like the other pages' (not indexed); prompts, copy buttons and input code
+    kept out of the search index.
+
+    A page whose content would still weigh more than `budget` bytes shows its display formulas as
+    their plain form with a link to the typeset card (`link_formulas_to_cards`) on `section` (the
+    site path of the section page; by default the one of the notebook `download`,
+    `downloads/notebooks/<id>.ipynb` → `sections/<id>/`).
 
     `url_for` maps a site path to a URL relative to this page."""
     html = typeset_notebook_html(html, math, url_for(download) if download else None, plain)
@@ -560,14 +650,16 @@ def notebook_page(html: str, math: MathHtml, url_for: Callable[[str], str], *,
     links: list[str] = []
     css = "\n".join(m[1].strip() for m in _STYLE.finditer(html))
     if css:
+        css += "\n" + NOTEBOOK_CSS.read_text(encoding="utf-8").strip()
         path, _ = _shared_asset("css", css)
         assets[path] = css
         links.append(f'<link rel="stylesheet" href="{escape(url_for(path))}">')
         html = _STYLE.sub("", html)
     script = _CLIPBOARD_SCRIPT.search(html)
     if script:
-        path, _ = _shared_asset("js", script[1].strip() + "\n")
-        assets[path] = script[1].strip() + "\n"
+        code = script[1].strip() + "\n" + NOTEBOOK_JS.read_text(encoding="utf-8")
+        path, _ = _shared_asset("js", code)
+        assets[path] = code
         links.append(f'<script src="{escape(url_for(path))}"></script>')
         html = html[:script.start()] + html[script.end():]
     html = "\n".join(links) + "\n" + html
@@ -577,6 +669,12 @@ def notebook_page(html: str, math: MathHtml, url_for: Callable[[str], str], *,
     html = _H1.sub(lambda m: f"{m[1]}{m[2].rstrip()}{escape(title_suffix)}{m[4]}", html, count=1)
     html = html.replace('<a class="anchor-link"', '<a class="headerlink" title="Permanent link"')
     html = _NOTEBOOK_UI.sub(lambda m: f"<{m[1] or m[2] or m[3]} {_NO_SEARCH}", html)
+    html = compact_notebook_html(html, scripted_copy_buttons=script is not None)
+    if len(html.encode("utf-8")) > budget:
+        if section is None and download and (m := re.fullmatch(r"downloads/notebooks/([\w-]+)\.ipynb", download)):
+            section = f"sections/{m[1]}/"
+        if section is not None:
+            html = link_formulas_to_cards(html, url_for(section))
     return NotebookPage(html=html, assets=assets)
 
 
