@@ -20,9 +20,13 @@ until the YAML is fixed. `mkdocs serve` is told to watch the YAML and the templa
 
 from __future__ import annotations
 
+import hashlib
 import html
+import logging
 import os
 import sys
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +37,9 @@ from mkdocs.exceptions import PluginError
 from mkdocs.livereload import LiveReloadServer
 from mkdocs.plugins import BasePlugin, get_plugin_logger
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.nav import Navigation
 from mkdocs.structure.pages import Page
+from mkdocs.structure.toc import TableOfContents
 from mkdocs.utils import get_relative_url
 
 from .errors import SheetError
@@ -43,7 +49,14 @@ from .model import Sheet
 from .pipeline import KATEX_CSS_PATH, NOTEBOOK_SOURCE_DIR, Generated, Outputs, SiteOptions, build_outputs
 from .preview import TRIGGER, LivePreview
 from .publish import BuildLock, recover
-from .render.site import NOTEBOOK_SEARCH_BOOST, NOTEBOOK_TITLE_SUFFIX, mark_ui_for_search, notebook_page, plain_forms
+from .render.site import (
+    NOTEBOOK_SEARCH_BOOST,
+    NOTEBOOK_TITLE_SUFFIX,
+    NotebookPage,
+    mark_ui_for_search,
+    notebook_page,
+    plain_forms,
+)
 from .verify import verify
 
 __all__ = ["SheetgenConfig", "SheetgenPlugin"]
@@ -73,6 +86,61 @@ class SheetgenConfig(base.Config):  # type: ignore[no-untyped-call]  # MkDocs is
     """Use the sheet's title and subtitle as site_name and site_description."""
 
 
+class _Memo:
+    """A bounded in-memory cache (least recently used out) for the work a `serve` rebuild repeats: one
+    serve session is one process, and most pages are the same from one save to the next."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: str) -> Any:
+        found = self._items.get(key)
+        if found is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return found
+
+    def put(self, key: str, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
+MEMO_SIZE = 256
+"""Entries per serve cache: ~30 pages (and their search entries) of several edits of a ~120-entry sheet."""
+
+
+def _digest(*parts: object) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update((part if isinstance(part, bytes) else str(part).encode("utf-8")) + b"\0")
+    return digest.hexdigest()
+
+
+def _toc_signature(toc: TableOfContents | None) -> str:
+    def walk(items: Any) -> str:
+        return "".join(f"({item.id}|{item.url}|{item.title}|{item.level}{walk(item.children)})" for item in items)
+    return walk(toc or [])
+
+
+class _Warnings(logging.Handler):
+    """Counts MkDocs' warnings while a page renders: a page that warned is not memoised, so the warning
+    (and strict mode's abort) comes back on every rebuild, as without the memo."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
 class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-call]
     supports_multiple_instances = False
 
@@ -91,6 +159,12 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         """Under serve: the background maker of PDFs and notebooks."""
         self.error: str | None = None
         """Under `serve`: the located problem of the last build, shown on every page until fixed."""
+        # Under serve: what a rebuild would otherwise redo for every unchanged page (Markdown and
+        # notebook conversion, the notebook pages' KaTeX, the search index entries).
+        self.memo = {"render": _Memo(MEMO_SIZE), "notebook": _Memo(MEMO_SIZE), "search": _Memo(MEMO_SIZE)}
+        self._build_key = ""
+        """Under serve: what every page of this build depends on besides itself (config, files)."""
+        self._math_key: tuple[Generated | None, str] = (None, "")
 
     # Defining on_startup keeps one plugin instance across `mkdocs serve` rebuilds, and with it
     # the KaTeX renderer's in-memory cache and the last good outputs.
@@ -235,6 +309,102 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
             files.remove(existing)
         files.append(file)
 
+    # --- serve: what an unchanged page needs is remembered from the last rebuilds -------------------
+
+    def on_nav(self, nav: Navigation, /, *, config: MkDocsConfig, files: Files) -> Navigation | None:
+        if not (self._serving and self.config.enabled):
+            return nav
+        # A page's HTML depends on its Markdown, on the configuration and on which files exist (links).
+        config_text = Path(config.config_file_path).read_bytes() if config.config_file_path else b""
+        self._build_key = _digest(config_text, *sorted(f"{f.src_uri}>{f.url}" for f in files))
+        self._memoise_search(config)
+        return nav
+
+    def on_page_markdown(self, markdown: str, /, *, page: Page, config: MkDocsConfig,
+                         files: Files) -> str | None:
+        if self._serving and self.config.enabled:
+            page.render = self._memoised_render(page, page.render)  # type: ignore[method-assign,assignment]
+        return markdown
+
+    def _memoised_render(self, page: Page, render: Callable[[MkDocsConfig, Files], None]
+                         ) -> Callable[[MkDocsConfig, Files], None]:
+        """`page.render` (Markdown, or mkdocs-jupyter's notebook conversion), replayed when the page's
+        source, the configuration and the set of files are the same as in an earlier rebuild."""
+        memo = self.memo["render"]
+
+        def memoised(config: MkDocsConfig, files: Files) -> None:
+            key = _digest(self._build_key, page.file.src_uri, page.file.abs_src_path, page.markdown)
+            found = memo.get(key)
+            if found is not None:
+                effects = dict(found)
+                links = effects.get("links_to_anchors")
+                if links:  # keyed by File: this build's files, not the ones of the build that rendered it
+                    effects["links_to_anchors"] = {files.get_file_from_path(f.src_uri) or f: v
+                                                   for f, v in links.items()}
+                page.__dict__.update(effects)
+                return
+            before = dict(page.__dict__)
+            warnings = _Warnings()
+            logging.getLogger("mkdocs").addHandler(warnings)
+            try:
+                render(config, files)
+            finally:
+                logging.getLogger("mkdocs").removeHandler(warnings)
+            if not warnings.count:
+                memo.put(key, {name: value for name, value in page.__dict__.items()
+                               if name not in before or before[name] is not value})
+
+        return memoised
+
+    def _memoise_search(self, config: MkDocsConfig) -> None:
+        """The search plugin's index entries of a page (MkDocs' and Material's: ~0.1 s of HTML parsing a
+        page), replayed when the page's HTML, title, metadata and table of contents are unchanged."""
+        search = config.plugins.get("material/search") or config.plugins.get("search")
+        index = getattr(search, "search_index", None)
+        add = getattr(index, "add_entry_from_context", None)
+        entries_name = next((name for name in ("entries", "_entries")
+                             if isinstance(getattr(index, name, None), list)), None)
+        if add is None or entries_name is None or getattr(add, "sheetgen_memo", False):
+            return
+        memo = self.memo["search"]
+
+        def memoised(page: Page) -> None:
+            entries: list[Any] = getattr(index, entries_name)
+            key = _digest(self._build_key, page.url, page.title, repr(page.meta), _toc_signature(page.toc),
+                          page.content)
+            found = memo.get(key)
+            if found is not None:
+                entries.extend(dict(entry) for entry in found)
+                return
+            start = len(entries)
+            add(page)
+            memo.put(key, [dict(entry) for entry in entries[start:]])
+
+        memoised.sheetgen_memo = True  # type: ignore[attr-defined]
+        setattr(index, "add_entry_from_context", memoised)  # noqa: B010  # an instance attribute
+
+    def _notebook_page(self, html: str, page: Page, download: str) -> NotebookPage:
+        """`notebook_page`, replayed under serve when the notebook HTML and the math are unchanged."""
+        generated = self.generated
+        assert generated is not None
+        sheet = self.prebuilt.sheet if self.prebuilt is not None else self.sheet
+
+        def make() -> NotebookPage:
+            return notebook_page(html, generated.math, lambda path: get_relative_url(path, page.file.url),
+                                 download=download, plain=plain_forms(sheet) if sheet else None)
+
+        if not self._serving:
+            return make()
+        if self._math_key[0] is not generated:
+            self._math_key = (generated, _digest(*sorted(map(repr, generated.math.items())),
+                                                 *sorted(map(repr, (plain_forms(sheet) if sheet else {}).items()))))
+        key = _digest(self._math_key[1], page.file.url, download, html)
+        found: NotebookPage | None = self.memo["notebook"].get(key)
+        if found is None:
+            found = make()
+            self.memo["notebook"].put(key, found)
+        return found
+
     def on_page_content(self, html: str, /, *, page: Page, config: MkDocsConfig, files: Files) -> str | None:
         """Every page: UI labels out of the search index. Notebook pages: KaTeX instead of MathJax-TeX,
         no CDN scripts, a download link, their inline CSS served once, ranked below the cards in search."""
@@ -243,9 +413,7 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         download = self.generated.notebook_pages.get(page.file.src_uri)
         if download is None:
             return mark_ui_for_search(html)
-        sheet = self.prebuilt.sheet if self.prebuilt is not None else self.sheet
-        notebook = notebook_page(html, self.generated.math, lambda path: get_relative_url(path, page.file.url),
-                                 download=download, plain=plain_forms(sheet) if sheet else None)
+        notebook = self._notebook_page(html, page, download)
         for path, text in notebook.assets.items():
             asset = Path(config.site_dir) / path
             if not asset.is_file():  # one file for all notebook pages (named by its content's hash)
