@@ -87,9 +87,9 @@ MATH = {(r"\max(0, z)", True): '<span class="katex-display"><span class="katex">
         ("z<0", False): '<span class="katex">INLINE</span>'}
 
 
-def page(budget: int = site.NOTEBOOK_CONTENT_BUDGET) -> site.NotebookPage:
+def page(budget: int = site.NOTEBOOK_CONTENT_BUDGET, plain: str = "max(0, z)") -> site.NotebookPage:
     return site.notebook_page(PAGE, MATH, lambda path: "../../" + path, download="downloads/notebooks/basics.ipynb",
-                              plain={r"\max(0, z)": "max(0, z)"}, budget=budget)
+                              plain={r"\max(0, z)": plain}, budget=budget)
 
 
 def text(html: str) -> str:
@@ -124,6 +124,15 @@ def test_a_heavy_page_links_its_formulas_to_their_cards() -> None:
                      r'<a class="sg-nb-card" href="([^"]+)" data-search-exclude>', out.html)
     assert link is not None and link[1] == "../../sections/basics/#relu"
     assert page().html.count("sg-nb-formula") == 0  # a light page keeps its formulas typeset
+
+
+def test_a_linked_formula_shows_the_checked_latex_not_the_hand_written_plain_form() -> None:
+    # `plain` is prose nobody checks against the formula: a wrong one may label the typeset formula
+    # for search, but it must not stand in for the formula on the page.
+    out = page(budget=0, plain="min(0, z)")
+    assert "min(0, z)" not in out.html
+    assert '<span class="sg-nb-plain">max(0, z)</span>' in out.html
+    assert site.tex_to_plain(r"\max(0, z)") == "max(0, z)"
 
 
 # --- the built site -------------------------------------------------------------------------------

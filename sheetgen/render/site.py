@@ -608,9 +608,9 @@ def compact_notebook_html(html: str, *, scripted_copy_buttons: bool = True) -> s
 
 
 def link_formulas_to_cards(html: str, section_url: str) -> str:
-    """Each display formula of the page as its plain form (what its `aria-label` and the search index
-    already say) with a link to its card on the section page, where it is typeset; inline math stays
-    typeset. For pages whose typeset formulas (KaTeX HTML, ~1-13 KB each) would make them too heavy."""
+    """Each display formula of the page as its plain form (its `aria-label`; `notebook_page` makes
+    that `tex_to_plain` of the LaTeX) with a link to its card on the section page, where it is
+    typeset; inline math stays typeset. For pages whose typeset formulas (KaTeX HTML, ~1-13 KB each) would make them too heavy."""
 
     def cell(start: int, end: int, entry: str) -> str:
         def link(match: re.Match[str]) -> str:
@@ -640,11 +640,14 @@ def notebook_page(html: str, math: MathHtml, url_for: Callable[[str], str], *,
     kept out of the search index.
 
     A page whose content would still weigh more than `budget` bytes shows its display formulas as
-    their plain form with a link to the typeset card (`link_formulas_to_cards`) on `section` (the
-    site path of the section page; by default the one of the notebook `download`,
-    `downloads/notebooks/<id>.ipynb` → `sections/<id>/`).
+    text with a link to the typeset card (`link_formulas_to_cards`) on `section` (the site path of
+    the section page; by default the one of the notebook `download`, `downloads/notebooks/<id>.ipynb`
+    → `sections/<id>/`). That text is `tex_to_plain` of the checked LaTeX, never the YAML's
+    hand-written `plain` (which no check compares with the formula): what a page shows as the
+    formula comes from what the printed-formula check proved.
 
     `url_for` maps a site path to a URL relative to this page."""
+    rendered = html
     html = typeset_notebook_html(html, math, url_for(download) if download else None, plain)
     assets: dict[str, str] = {}
     links: list[str] = []
@@ -674,6 +677,9 @@ def notebook_page(html: str, math: MathHtml, url_for: Callable[[str], str], *,
         if section is None and download and (m := re.fullmatch(r"downloads/notebooks/([\w-]+)\.ipynb", download)):
             section = f"sections/{m[1]}/"
         if section is not None:
+            if plain:  # again with every label from the checked LaTeX (see above), then linked
+                return notebook_page(rendered, math, url_for, download=download, plain=None,
+                                     title_suffix=title_suffix, section=section, budget=0)
             html = link_formulas_to_cards(html, url_for(section))
     return NotebookPage(html=html, assets=assets)
 
