@@ -29,7 +29,7 @@ def _quiet(message: str) -> None:
 class PdfBuild:
     pdf: bytes
     key: str
-    """Hash of everything the bytes depend on (`render.pdf.build_key`)."""
+    """Hash of everything the bytes depend on (`pdf.make.build_key`)."""
     cached: bool
     font_size_pt: float | None = None
     renders: int = 0
@@ -44,7 +44,7 @@ def build_pdf(yaml_text: str, source_path: str, *, renderer: KatexRenderer, cach
               edition: Edition = "core", say: Say = _quiet) -> PdfBuild:
     """The `edition` PDF of `yaml_text` (core: one page; full: at most two), from the cache when
     nothing it depends on changed."""
-    from .render.pdf import Footer, build_key, render_pdf, sheet_version, source_date
+    from .pdf.make import Footer, build_key, render_pdf, sheet_version, source_date
 
     version = sheet_version(Path(source_path).resolve().parent)
     key = build_key(yaml_text, paper, tags, edition, version)
@@ -79,7 +79,7 @@ def build_pdf(yaml_text: str, source_path: str, *, renderer: KatexRenderer, cach
 
 def pdf_preview(build: PdfBuild, cache_dir: Path, dpi: int = 60) -> bytes | None:
     """A PNG of the page (cached next to the PDF), or None where pdftoppm is not installed."""
-    from .render.pdf import preview_png
+    from .pdf.make import preview_png
 
     png_file = _pdf_cache_file(cache_dir, build.key).with_suffix(f".{dpi}.png")
     if png_file.is_file():

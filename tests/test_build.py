@@ -192,7 +192,7 @@ def test_build_pdf_cache_skips_rendering(built: Workspace, monkeypatch: pytest.M
     def no_render(*args: object, **kwargs: object) -> None:
         raise AssertionError("render_pdf called for an unchanged sheet")
 
-    monkeypatch.setattr("sheetgen.render.pdf.render_pdf", no_render)
+    monkeypatch.setattr("sheetgen.pdf.make.render_pdf", no_render)
     result = build_module.build_pdf(SHIPPED, str(built.yaml), renderer=KatexRenderer(None),
                                     cache_dir=built.build / ".cache")
     assert result.cached

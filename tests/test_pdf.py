@@ -20,8 +20,10 @@ import pytest
 from sheetgen.cli import main
 from sheetgen.katex import KatexRenderer, katex_dist_dir
 from sheetgen.model import Formula, Sheet
-from sheetgen.render import pdf_atlas, pdf_engine, pdf_fit, pdf_html
-from sheetgen.render.pdf import (
+from sheetgen.pdf import atlas as pdf_atlas
+from sheetgen.pdf import engine as pdf_engine
+from sheetgen.pdf import fit as pdf_fit
+from sheetgen.pdf.make import (
     FetchRefusedError,
     RenderedPdf,
     asset_fetcher,
@@ -31,6 +33,7 @@ from sheetgen.render.pdf import (
     render_pdf_html,
     short_citation,
 )
+from sheetgen.render import pdf_html, pdf_math
 from tests.conftest import SHEET_PATH, needs_katex
 
 pytestmark = needs_katex
@@ -96,7 +99,7 @@ def text_sizes(pdf: bytes) -> list[tuple[float, str, str, int]]:
     How: pypdf's text visitor reports, for each text-showing operator, the font, the `Tf` size and
     the text and current transformation matrices (form XObjects included). The printed size is
     Tf × the vertical scale of Tm × CTM: WeasyPrint sets text in px under a px→pt CTM, and draws
-    each formula image (an SVG of KaTeX's layout, see pdf_atlas.py) under one more scaling CTM.
+    each formula image (an SVG of KaTeX's layout, see sheetgen/pdf/atlas.py) under one more scaling CTM.
     Glyph boxes (`pdftotext -bbox`) would measure ascent + descent instead, which varies by font.
 
     Every run counts: the sheet's own fonts (names, body, meanings, sources, code, step points,
@@ -107,7 +110,7 @@ def text_sizes(pdf: bytes) -> list[tuple[float, str, str, int]]:
     """
     from pypdf import PdfReader
 
-    math_base = pdf_atlas.REFERENCE_PX * pdf_atlas.KATEX_EM
+    math_base = pdf_atlas.REFERENCE_PX * pdf_math.KATEX_EM
     first, second = pdf_atlas.SCRIPT_RATIOS
     runs: list[tuple[float, str, str, int]] = []
 
@@ -255,7 +258,7 @@ def test_a_subset_sheet_fills_its_page(sheet: Sheet, cache: Path, built: dict[st
 def test_footer_and_continued_sections(built: dict[str, RenderedPdf], sheet: Sheet, paper: str) -> None:
     """The footer prints the site's URL, the version and (with SOURCE_DATE_EPOCH) the day; a section
     that continues at the top of a column repeats its heading with "(cont.)", and only there."""
-    from sheetgen.render.pdf import default_footer
+    from sheetgen.pdf.make import default_footer
 
     result = built[paper]
     text = text_of(result.pdf)
@@ -446,7 +449,7 @@ def test_read_columns_finds_sections_continued_at_a_column_top() -> None:
 
 
 def test_weasyprint_internals_we_read() -> None:
-    """WeasyPrint has no public box API; pdf_fit.read_columns and pdf_atlas read its box tree. This
+    """WeasyPrint has no public box API; sheetgen/pdf/fit.py's read_columns and atlas.py read its box tree. This
     names what broke when a WeasyPrint upgrade changes it (pyproject pins weasyprint~=70.0 for it)."""
     import weasyprint
     from weasyprint.formatting_structure import boxes
@@ -483,7 +486,7 @@ def test_atlas_image_does_not_depend_on_the_batch() -> None:
                             MathRequest(r"\displaystyle \sum_j x_j^2", False, "x")])
     engine = pdf_engine.engine()
 
-    def images(batch: list[str]) -> list[pdf_atlas.MathImage]:
+    def images(batch: list[str]) -> list[pdf_math.MathImage]:
         document = engine.layout(pdf_atlas.atlas_html(batch), engine.atlas_stylesheets())
         return pdf_atlas.images_from_atlas(document, len(batch))
 

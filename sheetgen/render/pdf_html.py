@@ -20,7 +20,7 @@ from ..katex import MathRequest
 from ..mathtext import sheet_math_requests, split_inline_math
 from ..model import Edition, EntryBase, Formula, Sheet
 from .code import function_source
-from .pdf_atlas import KATEX_EM, MathImage
+from .pdf_math import KATEX_EM, MathImage
 
 __all__ = [
     "Footer",

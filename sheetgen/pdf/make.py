@@ -1,4 +1,4 @@
-"""The PDFs: Sheet → HTML (pdf_html) → WeasyPrint (pdf_engine), fitted to its pages (pdf_fit).
+"""The PDFs: Sheet → HTML (render.pdf_html) → WeasyPrint (engine), fitted to its pages (fit).
 
 Two editions: `core`, exactly one page, and `full`, every printed entry on at most two pages (one
 sheet, both sides). Both use the same fit: the largest body size, in steps of `STEP_PT` between
@@ -10,7 +10,7 @@ caches: KaTeX HTML (through the renderer), the formula images and the last fit.
 
 Where the time goes, and why it is arranged like this:
 - WeasyPrint costs ~0.5 ms per element and KaTeX's HTML has ~100 elements per formula, so math
-  is laid out once into SVG images (see pdf_atlas.py) and cached; a sheet layout then takes ~0.5 s.
+  is laid out once into SVG images (see atlas.py) and cached; a sheet layout then takes ~0.5 s.
 - The fit needs at least two layouts (size s fits, s + step does not). Layouts are independent,
   so probes run in pairs: one here, one in a forked child (the machine has 2 cores).
 """
@@ -32,21 +32,7 @@ from typing import Any
 from ..errors import SheetError
 from ..katex import KatexRenderer, katex_dist_dir
 from ..model import EDITIONS, Edition, Sheet
-from .pdf_atlas import math_images
-from .pdf_engine import FetchRefusedError, asset_fetcher, engine, preview_png, style_digest, svg_font_families
-from .pdf_fit import (
-    STEP_PT,
-    Fit,
-    FitCache,
-    Probe,
-    estimate,
-    nearest,
-    overflow_error,
-    read_columns,
-    search,
-    size_steps,
-)
-from .pdf_html import (
+from ..render.pdf_html import (
     ASSETS,
     PAPER_MM,
     TEMPLATES,
@@ -58,6 +44,20 @@ from .pdf_html import (
     printed_sections,
     render_pdf_html,
     short_citation,
+)
+from .atlas import math_images
+from .engine import FetchRefusedError, asset_fetcher, engine, preview_png, style_digest, svg_font_families
+from .fit import (
+    STEP_PT,
+    Fit,
+    FitCache,
+    Probe,
+    estimate,
+    nearest,
+    overflow_error,
+    read_columns,
+    search,
+    size_steps,
 )
 
 __all__ = [
@@ -101,7 +101,7 @@ class RenderedPdf:
     """Formula images laid out by this build (the others came from the cache)."""
     columns: int = 0
     fill: float = 0.0
-    """Content height over the columns' height, in pages (see `pdf_fit.read_columns`)."""
+    """Content height over the columns' height, in pages (see `fit.read_columns`)."""
     continued: tuple[str, ...] = ()
     """Entries that carry a "(cont.)" heading."""
     edition: str = "core"
@@ -337,8 +337,9 @@ def render_pdf(sheet: Sheet, renderer: KatexRenderer, *, paper: str | None = Non
 
 def _build_inputs() -> list[Path]:
     """sheetgen's files that shape the PDF (not the site's: editing those must not rebuild it)."""
-    code = ["errors.py", "model.py", "loader.py", "katex.py", "render/code.py", *(
-        f"render/{p.name}" for p in (PACKAGE_DIR / "render").glob("pdf*.py"))]
+    code = ["errors.py", "model.py", "loader.py", "katex.py", "mathtext.py", "render/code.py",
+            "render/texplain.py", *(f"render/{p.name}" for p in (PACKAGE_DIR / "render").glob("pdf*.py")),
+            *(f"pdf/{p.name}" for p in (PACKAGE_DIR / "pdf").glob("*.py"))]
     return sorted([*(PACKAGE_DIR / name for name in code), *TEMPLATES.glob("pdf_*"),
                    *(p for p in ASSETS.rglob("*") if p.is_file())])
 

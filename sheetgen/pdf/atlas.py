@@ -12,29 +12,26 @@ Also the batch step: every formula's image, from the cache or laid out now (`mat
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import html
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 from ..cache import read_json_cache, write_json_atomic
+from ..render.pdf_math import KATEX_EM, PAD_X, PAD_Y, MathImage
 
 if TYPE_CHECKING:
-    from .pdf_engine import Engine
+    from .engine import Engine
 
 __all__ = ["CACHE_IMAGES", "KATEX_EM", "REFERENCE_PX", "SCRIPT_RATIOS", "MathImage", "atlas_html", "image_key",
            "images_from_atlas", "math_images"]
 
 REFERENCE_PX = 20.0
 """Root font size of the atlas; SVG user units are CSS px at this size."""
-KATEX_EM = 1.15
-"""Formula size relative to the text around it."""
 SCRIPT_RATIOS = (0.7, 0.5)
 """KaTeX's sub/superscript sizes relative to the formula's base size: first level (x_i) and second
 level (e^{z_i}, \\max_j inside an exponent). The base is at least `font_min_pt` (pdf_html never
@@ -42,8 +39,6 @@ shrinks a formula below that), so scripts print at least 0.7 and 0.5 × font_min
 at 6.5 pt); the PDF test measures every run against these floors. Raising second-level scripts to the
 first level's size in CSS was tried: KaTeX's vertical offsets are computed for the smaller size, and
 `z_i` inside an exponent then read as "zi"."""
-_PAD_X = 0.12  # em of slack left and right for glyphs that overhang their box (italic f)
-_PAD_Y = 0.06  # em above and below the strut
 _FORMAT = 8  # bump when the SVG output changes, to invalidate caches
 _SVG_NS = "{http://www.w3.org/2000/svg}"
 
@@ -57,33 +52,6 @@ body {{ margin: 0; }}  /* else the first item sits 8px lower than the others: ot
 .atlas-item {{ white-space: nowrap; break-after: page; padding: 1em; }}
 .atlas-baseline {{ display: inline-block; width: 0; height: 0; }}
 """
-
-
-@dataclass(frozen=True)
-class MathImage:
-    """A typeset formula; sizes are in em of the font size it is printed at."""
-
-    svg: str
-    width_em: float
-    ascent_em: float
-    depth_em: float
-
-    def img_html(self, scale: float = 1.0) -> str:
-        """An `<img>` that sits on the text baseline like the HTML formula would."""
-        data = base64.b64encode(self.svg.encode("utf-8")).decode("ascii")
-        pad_x, pad_y = _PAD_X * scale, _PAD_Y * scale
-        width = (self.width_em + 2 * _PAD_X) * scale
-        height = (self.ascent_em + self.depth_em + 2 * _PAD_Y) * scale
-        return (f'<img class="math" alt="" src="data:image/svg+xml;base64,{data}" style="width:{width:.4f}em;'
-                f"height:{height:.4f}em;vertical-align:{-(self.depth_em * scale + pad_y):.4f}em;"
-                f'margin:0 {-pad_x:.4f}em">')
-
-    def to_json(self) -> dict[str, Any]:
-        return {"svg": self.svg, "w": self.width_em, "a": self.ascent_em, "d": self.depth_em}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> MathImage:
-        return cls(str(data["svg"]), float(data["w"]), float(data["a"]), float(data["d"]))
 
 
 def image_key(katex_html: str, style_digest: str) -> str:
@@ -151,7 +119,7 @@ def _image_of(item: Any) -> MathImage:
     top = min((b.position_y for b in struts), default=baseline - 0.8 * REFERENCE_PX)
     bottom = max((b.position_y + b.margin_height() for b in struts), default=baseline + 0.2 * REFERENCE_PX)
     left, right = katex.position_x, katex.position_x + katex.margin_width()
-    pad_x, pad_y = _PAD_X * REFERENCE_PX, _PAD_Y * REFERENCE_PX
+    pad_x, pad_y = PAD_X * REFERENCE_PX, PAD_Y * REFERENCE_PX
     view = (left - pad_x, top - pad_y, right - left + 2 * pad_x, bottom - top + 2 * pad_y)
 
     parts: list[str] = []

@@ -15,9 +15,9 @@ from ..cache import read_json_cache, write_json_atomic
 from ..errors import SheetError
 from ..mathtext import entry_texts
 from ..model import Formula, Sheet, Snippet
-from .code import function_source
-from .pdf_atlas import MathImage
-from .pdf_html import PrintedSection, column_em, display_tex, page_mm
+from ..render.code import function_source
+from ..render.pdf_html import PrintedSection, column_em, display_tex, page_mm
+from ..render.pdf_math import MathImage
 
 __all__ = [
     "STEP_PT", "Columns", "Fit", "FitCache", "Probe", "estimate", "nearest", "overflow_error", "predicted_fill",

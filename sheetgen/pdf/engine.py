@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from ..katex import katex_dist_dir
-from .pdf_html import ASSETS, STYLESHEET, TEMPLATES
+from ..render.pdf_html import ASSETS, STYLESHEET, TEMPLATES
 
 __all__ = ["Engine", "FetchRefusedError", "asset_fetcher", "atlas_digest", "engine", "parallel", "preview_png",
            "style_digest", "svg_font_families"]
