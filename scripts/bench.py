@@ -63,7 +63,7 @@ def stage_timings(yaml: Path, cache: Path) -> dict[str, float]:
         "from pathlib import Path\n"
         "from sheetgen.loader import load_sheet\n"
         "from sheetgen.katex import KatexRenderer\n"
-        "from sheetgen.render.pdf import render_pdf\n"
+        "from sheetgen.pdf.make import render_pdf\n"
         "c = Path(sys.argv[2]); imports = time.perf_counter() - t\n"
         "r = render_pdf(load_sheet(sys.argv[1]), KatexRenderer(cache_path=c / 'katex.json'),\n"
         "               fit_cache_path=c / 'pdf-fit.json', math_cache_path=c / 'pdf-math.json')\n"
