@@ -450,6 +450,10 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
             server.watch(str(trigger))
         return server
 
+    def on_shutdown(self) -> None:
+        if self.preview is not None:
+            self.preview.close()
+
 
 def _complain(message: str) -> None:
     print(f"sheetgen: {message}", file=sys.stderr, flush=True)
