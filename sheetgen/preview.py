@@ -68,6 +68,28 @@ core PDF (and the module and deck) of every save, `rest` the figures, notebooks,
 dropping an older save's between steps. Two, so the core PDF never waits behind a notebook run."""
 
 
+class _Check:
+    """`verify` in a thread, so that the pages are made meanwhile; `result()` joins it (raising its error)."""
+
+    def __init__(self, sheet: Sheet, text: str, renderer: KatexRenderer, cache_dir: Path, module: str) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(sheet, text, renderer, cache_dir, module),
+                                        name="sheetgen-check", daemon=True)
+        self._thread.start()
+
+    def _run(self, sheet: Sheet, text: str, renderer: KatexRenderer, cache_dir: Path, module: str) -> None:
+        try:
+            verify(sheet, text, renderer=renderer, cache_dir=cache_dir, module_source=module)
+        except BaseException as err:  # raised in the caller's thread by result()
+            self._error = err
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 class LivePreview:
     def __init__(self, build_dir: Path, options: SiteOptions, say: Callable[[str], None]) -> None:
         self.build_dir = build_dir
@@ -77,6 +99,7 @@ class LivePreview:
         self._ready: dict[str, SlowOutputs] = {}
         self._last: SlowOutputs | None = None
         self._workers: dict[str, subprocess.Popen[bytes]] = {}
+        self._check_renderer: KatexRenderer | None = None
         self._sending = threading.Lock()
         self._sent: dict[str, str] = {}
         """Role → key of the newest job handed to that worker and not finished yet."""
@@ -93,7 +116,8 @@ class LivePreview:
         return self.build_dir / TRIGGER
 
     def outputs(self, sheet: Sheet, text: str, renderer: KatexRenderer) -> Generated:
-        """This rebuild's pages: checked now, with the newest PDFs and notebooks that are ready."""
+        """This rebuild's pages, with the newest PDFs and notebooks that are ready. The check runs while
+        the pages are made (its doctests run in a child process), and they are returned only if it passed."""
         key = hashlib.sha256(text.encode("utf-8")).hexdigest()
         with self._state:
             slow = self._ready.get(key)
@@ -102,26 +126,32 @@ class LivePreview:
             # Before the check: the workers start at once, and publish only what passed it.
             self._start(_Job(text, key, sheet.source_path))
         module = render_module(sheet)
-        verify(sheet, text, renderer=renderer, cache_dir=self.build_dir / ".cache", module_source=module)
-        if slow is None and first:  # nothing to show yet: the first build waits for everything
-            self._start(_Job(text, key, sheet.source_path))
-            self.wait(timeout=None)
+        if self._check_renderer is None:  # the check's own: a renderer is not shared across threads
+            self._check_renderer = KatexRenderer(self.build_dir / ".cache" / "katex.json")
+        check = _Check(sheet, text, self._check_renderer, self.build_dir / ".cache", module)
+        try:
+            if slow is None and first:  # nothing to show yet: the first build waits for everything
+                check.result()
+                self._start(_Job(text, key, sheet.source_path))
+                self.wait(timeout=None)
+                with self._state:
+                    slow = self._ready.get(key)
+                    if slow is None:
+                        problem = self.background_error or "the background build failed"
+                        raise SheetError.single(sheet.source_path, 0, problem,
+                                                "fix the problem above; the preview starts once the sheet builds")
             with self._state:
-                slow = self._ready.get(key)
                 if slow is None:
-                    problem = self.background_error or "the background build failed"
-                    raise SheetError.single(sheet.source_path, 0, problem,
-                                            "fix the problem above; the preview starts once the sheet builds")
-        if slow is None:
-            with self._state:
-                slow = self._last
-        else:
-            with self._state:
-                self._last = slow
-                if key in self._ready:
+                    slow = self._last
+                else:
+                    self._last = slow
                     self.background_error = None
-        assert slow is not None
-        return build_pages(sheet, module, slow, build_dir=self.build_dir, renderer=renderer, options=self.options)
+            assert slow is not None
+            pages = build_pages(sheet, module, slow, build_dir=self.build_dir, renderer=renderer,
+                                options=self.options)
+        finally:
+            check.result()
+        return pages
 
     def wait(self, timeout: float | None = 60.0) -> None:
         """Block until the background work is done (tests and the benchmark)."""
