@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from .errors import SheetError, os_problem
 from .loader import check_input_file
-from .outputs import write_atomic
+from .outputs import source_date_epoch, write_atomic
 from .publish import BuildLock
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def cmd_anki(args: argparse.Namespace) -> int:
 
     with BuildLock(args.cache_dir.parent, wait=args.wait):
         sheet, _, _, _ = _verified(args.file, args.cache_dir)
-        deck = render_deck(sheet)
+        deck = render_deck(sheet, timestamp=source_date_epoch())
         changed = write_atomic(args.output, deck)
     _say(f"{args.output}: {note_count(sheet)} notes ({len(deck) / 1024:.0f} KB)"
          + ("" if changed else " (unchanged)"))

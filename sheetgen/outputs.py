@@ -6,7 +6,13 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["source_date_epoch", "write_atomic"]
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH (seconds), the one date a build may print; 0 when unset or not a number."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return int(value) if value.isdigit() else 0
 
 
 def write_atomic(path: Path, content: str | bytes) -> bool:

@@ -32,7 +32,7 @@ from .katex import KatexRenderer, katex_dist_dir
 from .loader import load_sheet_text, read_source
 from .model import EDITIONS, Sheet
 from .notebook_run import execute_notebooks
-from .outputs import write_atomic
+from .outputs import source_date_epoch, write_atomic
 from .publish import BuildLock, Publication, owned_temp_dir, recover
 from .render import site as site_pages
 from .render.anki import render_deck
@@ -226,7 +226,7 @@ def build_pages(sheet: Sheet, module: str, slow: SlowOutputs, *, build_dir: Path
     with clock("pages"):
         out.pages = site_pages.render_pages(sheet, out.math, links)
         out.files[MODULE_PATH] = module.encode("utf-8")
-        out.files[DECK_PATH] = render_deck(sheet)
+        out.files[DECK_PATH] = render_deck(sheet, timestamp=source_date_epoch())
         out.nav = site_pages.nav(sheet, links)
     dist = katex_dist_dir()
     out.linked[KATEX_CSS_PATH] = dist / "katex.min.css"

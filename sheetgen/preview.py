@@ -33,6 +33,7 @@ from typing import IO, Any
 from .errors import SheetError
 from .katex import KatexRenderer
 from .model import EDITIONS, Sheet
+from .outputs import source_date_epoch
 from .pipeline import (
     DECK_PATH,
     PDF_PATHS,
@@ -330,7 +331,8 @@ class _Worker:
             if options.pdf:
                 pdfs["core"] = build_pdf(job.text, sheet.source_path, renderer=renderer, cache_dir=cache_dir,
                                          sheet=sheet, edition="core")
-            files = {build_dir / "formulas.py": module, build_dir / Path(DECK_PATH).name: render_deck(sheet)}
+            files = {build_dir / "formulas.py": module, build_dir / Path(DECK_PATH).name:
+                     render_deck(sheet, timestamp=source_date_epoch())}
         else:
             self.step()
             rest = build_slow(sheet, job.text, build_dir=build_dir, renderer=renderer,

@@ -74,7 +74,7 @@ def raw_entries() -> list[tuple[dict[str, Any], dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def deck_bytes() -> bytes:
-    return render_deck(load_sheet_text(YAML_TEXT))
+    return render_deck(load_sheet_text(YAML_TEXT), timestamp=0)
 
 
 def test_one_note_per_formula_question_and_fact(deck_bytes: bytes, tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ def test_inline_math_in_prose_becomes_mathjax(tmp_path: Path) -> None:
     text = YAML_TEXT.replace(
         "meaning: Sum of elementwise products; large when the vectors point the same way.",
         "meaning: 'Sum of $a_i b_i$; positive when $\\theta < 90^\\circ$.'")
-    notes, _ = open_deck(render_deck(load_sheet_text(text)), tmp_path)
+    notes, _ = open_deck(render_deck(load_sheet_text(text), timestamp=0), tmp_path)
     dot = next(n for n in notes if n.guid == genanki.guid_for("sheetgen", "dot_product"))
     assert dot.fields["Meaning"] == "Sum of \\(a_i b_i\\); positive when \\(\\theta &lt; 90^\\circ\\)."
 
@@ -142,7 +142,7 @@ def test_html_in_the_yaml_is_escaped(tmp_path: Path) -> None:
     text = YAML_TEXT.replace(
         "meaning: Sum of elementwise products; large when the vectors point the same way.",
         "meaning: 'a < b & c > d, \"quoted\"'")
-    notes, _ = open_deck(render_deck(load_sheet_text(text)), tmp_path / "a")
+    notes, _ = open_deck(render_deck(load_sheet_text(text), timestamp=0), tmp_path / "a")
     dot = next(n for n in notes if n.guid == genanki.guid_for("sheetgen", "dot_product"))
     assert dot.fields["Meaning"] == 'a &lt; b &amp; c &gt; d, "quoted"'
     # What the loader refuses (markup in prose) is escaped all the same: the renderer does not rely on it.
@@ -152,7 +152,7 @@ def test_html_in_the_yaml_is_escaped(tmp_path: Path) -> None:
     entry["meaning"] = entry["name"] = entry["source"] = entry["plain"] = hostile
     question = next(e for s in data["sections"] for e in s["entries"] if e["id"] == "bias_vs_variance")
     question["question"], question["answer"] = hostile, [hostile]
-    notes, _ = open_deck(render_deck(Sheet.model_validate_json(json.dumps(data))), tmp_path / "b")
+    notes, _ = open_deck(render_deck(Sheet.model_validate_json(json.dumps(data)), timestamp=0), tmp_path / "b")
     escaped = "&lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"
     dot = next(n for n in notes if n.guid == genanki.guid_for("sheetgen", "dot_product"))
     assert dot.fields["Meaning"] == dot.fields["Name"] == dot.fields["Source"] == dot.fields["Plain"] == escaped
@@ -163,14 +163,12 @@ def test_html_in_the_yaml_is_escaped(tmp_path: Path) -> None:
         assert "<img" not in "".join(note.fields.values()) and "<b>" not in "".join(note.fields.values())
 
 
-def test_an_edit_keeps_guids_and_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    before, _ = open_deck(render_deck(load_sheet_text(YAML_TEXT)), tmp_path / "a")
+def test_an_edit_keeps_guids_and_counts(tmp_path: Path) -> None:
+    before, _ = open_deck(render_deck(load_sheet_text(YAML_TEXT), timestamp=1700000000), tmp_path / "a")
     old = "meaning: Sum of elementwise products; large when the vectors point the same way."
     assert YAML_TEXT.count(old) == 1
     edited = YAML_TEXT.replace(old, "meaning: Sum of elementwise products (edited).")
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000600")  # the next commit
-    after, _ = open_deck(render_deck(load_sheet_text(edited)), tmp_path / "b")
+    after, _ = open_deck(render_deck(load_sheet_text(edited), timestamp=1700000600), tmp_path / "b")  # next commit
     assert [n.guid for n in before] == [n.guid for n in after]
     assert len(before) == len(after)
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a.fields != b.fields]
@@ -184,15 +182,27 @@ def test_an_edit_keeps_guids_and_counts(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_bytes_are_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000600")  # the renderer never reads the environment
     sheet = load_sheet_text(YAML_TEXT)
-    first = render_deck(sheet)
-    assert render_deck(load_sheet_text(YAML_TEXT)) == first
+    first = render_deck(sheet, timestamp=1700000000)
+    assert render_deck(load_sheet_text(YAML_TEXT), timestamp=1700000000) == first
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
-    monkeypatch.delenv("SOURCE_DATE_EPOCH")
-    unset = render_deck(sheet)
-    assert unset == render_deck(sheet) and unset != first  # the time is in the notes, never the clock
+    unset = render_deck(sheet, timestamp=0)
+    assert unset == render_deck(sheet, timestamp=0) and unset != first  # the time is in the notes, never the clock
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1700000000", 1700000000), (" 42 ", 42), ("", 0), ("soon", 0),
+                                                 ("-5", 0), (None, 0)])
+def test_the_build_date_comes_from_source_date_epoch(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                                     expected: int) -> None:
+    from sheetgen.outputs import source_date_epoch
+
+    if value is None:
+        monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    else:
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    assert source_date_epoch() == expected
 
 
 def test_model_and_deck_ids_are_fixed(deck_bytes: bytes, tmp_path: Path) -> None:
@@ -249,9 +259,8 @@ def test_ankis_own_importer_updates_instead_of_duplicating(tmp_path: Path, monke
     old = "meaning: Sum of elementwise products; large when the vectors point the same way."
     paths = []
     for epoch, text in (("1700000000", YAML_TEXT), ("1700000600", YAML_TEXT.replace(old, "meaning: Edited."))):
-        monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
         paths.append(tmp_path / f"deck-{epoch}.apkg")
-        paths[-1].write_bytes(render_deck(load_sheet_text(text)))
+        paths[-1].write_bytes(render_deck(load_sheet_text(text), timestamp=int(epoch)))
     first, second = paths
     (tmp_path / "user").mkdir()
     col = collection_module.Collection(str(tmp_path / "user" / "collection.anki2"))

@@ -1,8 +1,9 @@
 """The Anki deck: one note per formula, rapid-fire question and fact, as an .apkg (genanki).
 
-A pure function of the sheet: `render_deck(sheet)` returns the bytes, the same bytes for the same
-YAML (and SOURCE_DATE_EPOCH). Identity is stable, so re-importing an edited deck updates the cards
-(keeping the review history) instead of adding duplicates:
+A pure function of the sheet: `render_deck(sheet, timestamp=…)` returns the bytes, the same bytes
+for the same YAML and timestamp (the build passes SOURCE_DATE_EPOCH). Identity is stable, so
+re-importing an edited deck updates the cards (keeping the review history) instead of adding
+duplicates:
 
 - deck ids and note-type (model) ids are constants, derived from fixed strings by `stable_id`;
   a note type whose fields or templates change incompatibly gets a new string (`…/v2`);
@@ -24,7 +25,6 @@ import html
 import io
 import itertools
 import json
-import os
 import sqlite3
 import zipfile
 from collections.abc import Iterable
@@ -157,13 +157,11 @@ def note_count(sheet: Sheet) -> int:
     return sum(isinstance(e, Formula | Fact | QA) for e in sheet.entries())
 
 
-def _epoch() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    return int(value) if value.isdigit() else 0
+def render_deck(sheet: Sheet, *, timestamp: int) -> bytes:
+    """The .apkg: a parent deck named after the sheet, a subdeck per section with its notes.
 
-
-def render_deck(sheet: Sheet) -> bytes:
-    """The .apkg: a parent deck named after the sheet, a subdeck per section with its notes."""
+    `timestamp` (seconds since the epoch; the build's SOURCE_DATE_EPOCH, see
+    `outputs.source_date_epoch`) is every note's modification time; 0 gives fixed ids and times."""
     models = _models()
     title = sheet.sheet.title.replace("::", ":")
     decks = [genanki.Deck(deck_id(None), title, description=html.escape(sheet.sheet.subtitle, quote=False))]
@@ -175,7 +173,7 @@ def render_deck(sheet: Sheet) -> bytes:
         for note in notes:
             deck.add_note(note)
         decks.append(deck)
-    return _package(decks, _epoch())
+    return _package(decks, timestamp)
 
 
 def _package(decks: list[Any], timestamp: int) -> bytes:

@@ -610,7 +610,8 @@ def compact_notebook_html(html: str, *, scripted_copy_buttons: bool = True) -> s
 def link_formulas_to_cards(html: str, section_url: str) -> str:
     """Each display formula of the page as its plain form (its `aria-label`; `notebook_page` makes
     that `tex_to_plain` of the LaTeX) with a link to its card on the section page, where it is
-    typeset; inline math stays typeset. For pages whose typeset formulas (KaTeX HTML, ~1-13 KB each) would make them too heavy."""
+    typeset; inline math stays typeset. For pages whose typeset formulas (KaTeX HTML, ~1-13 KB
+    each) would make them too heavy."""
 
     def cell(start: int, end: int, entry: str) -> str:
         def link(match: re.Match[str]) -> str:
