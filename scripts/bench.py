@@ -1,6 +1,6 @@
 """Benchmark the PDF build: whole-process timings and per-stage timings, medians of several runs.
 
-    .venv/bin/python scripts/bench.py [--runs 5] [-f formulas.yaml]
+    .venv/bin/python scripts/bench.py [--runs 5] [-f formulas.yaml] [--only pdf|site|serve ...]
 
 Scenarios (each a fresh `python -m sheetgen pdf` process, as a user runs it):
 - cold: empty caches, no previous output (KaTeX, formula images, fit all from scratch);
@@ -232,17 +232,23 @@ def main() -> int:
     parser.add_argument("-f", "--file", type=Path, default=ROOT / "formulas.yaml")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--pytest", action="store_true", help="also time the whole test suite once")
+    parser.add_argument("--only", choices=["pdf", "site", "serve"], action="append",
+                        help="run only these scenarios (repeatable; default: all)")
     args = parser.parse_args()
     os.environ.pop("SOURCE_DATE_EPOCH", None)
     with tempfile.TemporaryDirectory(prefix="sheetgen-bench-") as folder:
         work = Path(folder)
-        rows, stages = pdf_benchmarks(args.file, work, args.runs)
+        only = set(args.only or ["pdf", "site", "serve"])
+        rows, stages = pdf_benchmarks(args.file, work, args.runs) if "pdf" in only else ([], {})
         for extra in EXTRA_BENCHMARKS:
-            rows += extra(args.file, work, args.runs)
+            if extra.__name__.removesuffix("_benchmarks") in only:
+                rows += extra(args.file, work, args.runs)
         if args.pytest:
             rows += pytest_benchmark(args.file, work, args.runs)
     print(f"sheetgen bench: {args.runs} runs each, {os.cpu_count()} CPUs, seconds\n")
     print(table(["scenario", "median", "min", "max", "runs", "target", ""], [r.cells() for r in rows]))
+    if not stages:
+        return 0
     print()
     names = list(stages)
     body = [[label, *(f"{statistics.median(stages[n][key]):.2f}" if key in stages[n] else "-" for n in names)]
