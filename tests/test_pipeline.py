@@ -123,6 +123,33 @@ def _imports(path: Path, package: str) -> set[str]:
     return found
 
 
+# What a renderer may not use: processes, the environment, the clock, the network, the engines
+# and kernels (those live in pdf/, notebook_run.py, katex.py, figures.py), and sheetgen's own I/O.
+_IMPURE_MODULES = {"subprocess", "multiprocessing", "socket", "time", "tempfile", "shutil", "weasyprint",
+                   "nbclient", "jupyter_client", "urllib", "http"}
+_IMPURE_SHEETGEN = {"sheetgen.sandbox", "sheetgen.publish", "sheetgen.cache", "sheetgen.outputs",
+                    "sheetgen.notebook_run", "sheetgen.pdf", "sheetgen.figures", "sheetgen.pipeline"}
+
+
+def test_renderers_are_pure() -> None:
+    """render/__init__.py promises pure functions: no process, environment variable, clock or file
+    write in sheetgen/render/, and no import of the modules that do those."""
+    problems = []
+    for path in sorted((PACKAGE / "render").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            problems += [f"{path.name}: imports {n}" for n in names if n.split(".")[0] in _IMPURE_MODULES]
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "write_text", "write_bytes",
+                                                                  "mkdir", "unlink", "system", "popen"}:
+                problems.append(f"{path.name}:{node.lineno}: uses .{node.attr}")
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        problems += [f"{path.name}: imports {m}" for m in sorted(_imports(path, "sheetgen"))
+                     if any(m == bad or m.startswith(bad + ".") for bad in _IMPURE_SHEETGEN) and m != module]
+    assert not problems, problems
+
+
 def test_sheetgen_has_no_import_cycle() -> None:
     modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
                for p in PACKAGE.rglob("*.py")}
