@@ -24,6 +24,16 @@ needs_katex = pytest.mark.skipif(
 SHEET_PATH = Path(os.environ.get("SHEETGEN_YAML", ROOT / "formulas.yaml"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where tests/sitehelpers.py keeps the build all xdist workers share: the run's base temp folder
+    (a worker's own is one level below it)."""
+    from tests import sitehelpers
+
+    base = tmp_path_factory.getbasetemp()
+    sitehelpers.shared_root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def sheet() -> Sheet:
     return load_sheet(SHEET_PATH)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from sheetgen.cli import main
 from sheetgen.errors import SheetError
 from sheetgen.loader import load_sheet_text
 from tests.bad_inputs import CASES, OUTPUT_SITUATIONS, ROOT, BadInput, arranged, shipped_text
+from tests.sitehelpers import seed_caches
 
 pytestmark = [pytest.mark.slow]
 # `path:line[:col] [entry id] what is wrong — how to fix`; without a line (`path: …`) where the problem is
@@ -50,8 +50,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outputs]:
     """One good build of the shipped sheet; every case then fails against these outputs."""
     root = tmp_path_factory.mktemp("good-build")
     build_dir, site_dir = root / "build", root / "site"
-    if (ROOT / "build" / ".cache").is_dir():  # a warm cache: seconds instead of a cold build's 15
-        shutil.copytree(ROOT / "build" / ".cache", build_dir / ".cache")
+    seed_caches(build_dir)  # the shared build's caches: seconds instead of a cold build
     code = main(["build", "-f", str(ROOT / "formulas.yaml"), "--build-dir", str(build_dir),
                  "--site-dir", str(site_dir), "-c", str(ROOT / "mkdocs.yml")])
     assert code == 0, "the shipped formulas.yaml does not build"

@@ -47,7 +47,16 @@ def build(sheet: Sheet, cache: Path, paper: str, **options: object) -> RenderedP
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("pdf-cache")
+    """KaTeX, formula-image and fit caches warmed by the shipped build: `built` is then a warm build
+    (test_same_bytes_whatever_the_caches_hold compares it with a cold one, byte for byte)."""
+    from tests.sitehelpers import shipped_build
+
+    folder = tmp_path_factory.mktemp("pdf-cache")
+    warm = shipped_build() / "build" / ".cache"
+    for name, copy in (("katex.json", "katex.json"), ("pdf-fit.json", "fit.json"), ("pdf-math.json", "math.json")):
+        if (warm / name).is_file():
+            shutil.copyfile(warm / name, folder / copy)
+    return folder
 
 
 @pytest.fixture(scope="module")
