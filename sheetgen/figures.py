@@ -18,6 +18,7 @@ A figure that raises, draws nothing, or runs past its limits is a located proble
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.metadata
@@ -96,13 +97,35 @@ def figure_entries(sheet: Sheet) -> list[Formula | Fact]:
 
 
 def figure_key(code: str, module_source: str) -> str:
+    """Hash of what a figure's drawing depends on: its code, the module's code, the plotting style and
+    the library versions. The module's docstrings and comments (the YAML's prose) are left out, so
+    editing a meaning does not redraw every figure; unless the figure's code reads docstrings or
+    source, then the whole module counts."""
     import numpy
 
+    introspects = any(word in code for word in ("__doc__", "inspect", "getsource", "help(", "__loader__"))
+    module_code = module_source if introspects else _without_prose(module_source)
     digest = hashlib.sha256()
     style = json.dumps([dict(RC), SAVE], sort_keys=True, default=str) + repr(PALETTE)
-    for part in (str(FORMAT), code, module_source, _matplotlib_version(), numpy.__version__, style):
+    for part in (str(FORMAT), code, module_code, _matplotlib_version(), numpy.__version__, style):
         digest.update(part.encode("utf-8") + b"\0")
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _without_prose(module_source: str) -> str:
+    """The module's code without docstrings and comments (as `ast.unparse` writes it)."""
+    try:
+        tree = ast.parse(module_source)
+    except SyntaxError:
+        return module_source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
 
 
 @functools.cache

@@ -424,3 +424,25 @@ def test_the_built_site_shows_the_figures_in_both_palettes(tmp_path_factory: pyt
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
+
+
+def test_a_prose_edit_keeps_the_figures_but_a_code_edit_redraws_them(sheet: Sheet) -> None:
+    from sheetgen.figures import figure_key
+
+    formula = next(f for f in sheet.formulas() if f.figure is not None)
+    assert formula.figure is not None
+    code = formula.figure.code
+    module = render_module(sheet)
+    meaning = formula.meaning.split("$")[0].strip()[:30]
+    assert meaning and module.count(meaning) >= 1
+    reworded = module.replace(meaning, meaning + " (reworded)")
+    assert figure_key(code, reworded) == figure_key(code, module)  # docstrings are prose
+    commented = module.replace("import numpy as np", "import numpy as np  # a comment", 1)
+    assert commented != module and figure_key(code, commented) == figure_key(code, module)
+    source = formula.implementation.strip().splitlines()[-1]
+    assert source.strip() and source in module
+    changed = module.replace(source, source + " + 0", 1)
+    assert figure_key(code, changed) != figure_key(code, module)  # code is not
+    # A figure that reads docstrings is redrawn when they change.
+    reading = code + "\n_ = " + formula.id + ".__doc__\n"
+    assert figure_key(reading, reworded) != figure_key(reading, module)
