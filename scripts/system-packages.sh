@@ -3,7 +3,7 @@
 # when running as root, otherwise print the one command to run and stop.
 #
 #   scripts/system-packages.sh build   what `make` needs: HarfBuzz subsetting (WeasyPrint embeds font
-#                                      subsets), DejaVu fonts (the PDF's text), poppler (the preview image)
+#                                      subsets), DejaVu fonts incl. Condensed (the PDF's text), poppler (the preview image)
 #   scripts/system-packages.sh test    the above + Chromium (the browser tests)
 #
 # Each need is checked by what the program actually uses, not by a package database, so a machine
@@ -19,7 +19,10 @@ has_library() { ldconfig -p | grep -q "$1"; }
 has_font() { fc-list : family | grep -q "$1"; }
 
 need libharfbuzz-subset0 has_library libharfbuzz-subset.so.0
-need fonts-dejavu-core has_font "DejaVu Sans"
+# The PDF sets its text in DejaVu Sans Condensed (fonts-dejavu-extra) and its code in DejaVu Sans Mono
+# (fonts-dejavu-core): with other fonts the sheet is fitted to other metrics and may not fit one page.
+need fonts-dejavu-core has_font "DejaVu Sans Mono"
+need fonts-dejavu-extra has_font "DejaVu Sans Condensed"
 need poppler-utils command -v pdftoppm
 if [ "${1:-build}" = test ]; then
   need chromium command -v chromium

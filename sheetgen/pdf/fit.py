@@ -228,5 +228,6 @@ def overflow_error(sheet: Sheet, sections: Sequence[PrintedSection], smallest: P
     return SheetError.single(
         sheet.source_path, 1,
         f"the sheet does not fit on {room} even at the smallest font size ({low:g} pt): it fills "
-        f"{smallest.pages} pages, about {100 * over:.0f} % more than {room} {'holds' if max_pages == 1 else 'hold'}",
+        f"{smallest.pages} pages, about {max(1, round(100 * over))} % more than {room} "
+        f"{'holds' if max_pages == 1 else 'hold'}",
         f"the largest sections are {names}; {hint}, or print a part with --tags")
