@@ -50,18 +50,22 @@ from .pipeline import KATEX_CSS_PATH, NOTEBOOK_SOURCE_DIR, Generated, Outputs, S
 from .preview import TRIGGER, LivePreview
 from .publish import BuildLock, recover
 from .render.site import (
+    MATERIAL_WORKER,
     NOTEBOOK_SEARCH_BOOST,
     NOTEBOOK_TITLE_SUFFIX,
     NotebookPage,
     mark_ui_for_search,
     notebook_page,
     plain_forms,
+    search_worker,
+    use_search_worker,
 )
 from .verify import verify
 
 __all__ = ["SheetgenConfig", "SheetgenPlugin"]
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+SEARCH_WORKER_DIR = "assets/javascripts/workers/"
 ENV_YAML = "SHEETGEN_YAML"
 ENV_BUILD_DIR = "SHEETGEN_BUILD_DIR"
 log = get_plugin_logger(__name__)
@@ -165,6 +169,8 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         self._build_key = ""
         """Under serve: what every page of this build depends on besides itself (config, files)."""
         self._math_key: tuple[Generated | None, str] = (None, "")
+        self._search_worker: tuple[str, str] | None = None
+        """Material's search worker and the site's own, which runs it (file names, same folder)."""
 
     # Defining on_startup keeps one plugin instance across `mkdocs serve` rebuilds, and with it
     # the KaTeX renderer's in-memory cache and the last good outputs.
@@ -259,6 +265,7 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
             else:
                 file = File.generated(config, path, abs_src_path=str(source))
             self._add(files, file)
+        self._add_search_worker(files, config)
         if self._user_nav is None:
             handwritten = [f.src_uri for f in files.documentation_pages()
                            if f.generated_by is None and f.src_uri != "index.md"]
@@ -267,6 +274,19 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         log.info(f"{len(out.pages)} pages, {len(out.notebook_pages)} notebooks "
                  f"({out.notebooks_executed} executed) from {self.config.yaml}: {timings}")
         return files
+
+    def _add_search_worker(self, files: Files, config: MkDocsConfig) -> None:
+        """Material's search (theme feature, when its worker is among the theme's files) runs through
+        the site's worker, which ranks a card named by the typed word first (render.site.search_worker)."""
+        self._search_worker = None
+        workers = [f for f in files if f.src_uri.startswith(SEARCH_WORKER_DIR)
+                   and MATERIAL_WORKER.fullmatch(f.src_uri[len(SEARCH_WORKER_DIR):])]
+        if len(workers) != 1:
+            return
+        material = workers[0].src_uri[len(SEARCH_WORKER_DIR):]
+        ours, text = search_worker(material)
+        self._add(files, File.generated(config, SEARCH_WORKER_DIR + ours, content=text))
+        self._search_worker = (material, ours)
 
     def _outputs(self) -> Generated | None:
         """This build's site content: handed over by `sheetgen build`, or made (and checked) here."""
@@ -427,7 +447,10 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
         return notebook.html
 
     def on_post_page(self, output: str, /, *, page: Page, config: MkDocsConfig) -> str | None:
-        """Under serve, a failed check is shown on every page (the pages are the last good ones)."""
+        """Every page: search through the site's worker. Under serve, a failed check is shown on every
+        page (the pages are the last good ones)."""
+        if self.config.enabled and self._search_worker is not None:
+            output = use_search_worker(output, *self._search_worker)
         if not self.error:
             return output
         banner = (f'<div class="sheetgen-error" role="alert" style="position:sticky;top:0;z-index:1000;'

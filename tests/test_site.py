@@ -6,6 +6,7 @@ import io
 import json
 import re
 import shutil
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from html import unescape
@@ -581,3 +582,76 @@ def test_cards_say_whether_the_printed_formula_was_checked(sheet: Sheet) -> None
 def test_a_section_page_matches_its_golden_file(sheet: Sheet, golden) -> None:  # type: ignore[no-untyped-def]
     """The generated Markdown of one section (math shown by FakeMath): `make golden` after a deliberate change."""
     golden("site_sections_math.md", site.render_pages(sheet, FakeMath(), site.Links())["sections/math.md"])
+
+
+# The site's search worker (assets/search-worker.js) run in Node as a browser runs a worker: its
+# message listener and postMessage, Material's worker replaced by a stub that answers each query with
+# the groups Material's lunr ranking gave on the built site (AdamW's card scored above Adam's).
+WORKER_HARNESS = r"""
+const vm = require("vm"), fs = require("fs");
+const [script, material, query, groups] = process.argv.slice(1);
+const listeners = [], posted = [], imported = [];
+const scope = {
+  addEventListener: (type, fn) => listeners.push(fn),
+  postMessage: message => posted.push(message),
+  importScripts: (...urls) => { imported.push(...urls);
+    listeners.push(event => scope.postMessage({type: 3, data: {items: JSON.parse(groups)}})); },
+};
+scope.self = scope;
+vm.runInNewContext(fs.readFileSync(script, "utf8"), scope);
+for (const fn of listeners) fn({data: {type: 2, data: query}});
+console.log(JSON.stringify({imported, posted}));
+"""
+
+
+def run_search_worker(tmp_path: Path, query: str, groups: list[list[dict[str, Any]]]) -> list[list[str]]:
+    name, text = site.search_worker("search.a7633da7.min.js")
+    script = tmp_path / name
+    script.write_text(text, encoding="utf-8")
+    node = shutil.which("node")
+    assert node is not None
+    done = subprocess.run([node, "-e", WORKER_HARNESS, str(script), "search.a7633da7.min.js", query,
+                           json.dumps(groups)], capture_output=True, text=True, check=True, timeout=60)
+    out = json.loads(done.stdout)
+    assert out["imported"] == ["search.a7633da7.min.js"]  # Material's worker runs, unchanged
+    [result] = out["posted"]
+    assert result["type"] == 3
+    return [[item["location"] for item in group] for group in result["data"]["items"]]
+
+
+def item(location: str, title: str, score: float) -> dict[str, Any]:
+    return {"location": location, "title": title, "text": "", "score": score, "terms": {}}
+
+
+def test_search_worker_puts_the_card_named_by_the_query_first(tmp_path: Path) -> None:
+    # Material's order (scores from the built site's index): AdamW 5527 > Adam 4128 > Adam defaults 4098.
+    optimization = [item("o/#adamw_step", "<mark>AdamW</mark>", 5527.29),
+                    item("o/#adam_step", "<mark>Adam</mark>", 4128.18),
+                    item("o/#adam_defaults", "<mark>Adam</mark> defaults", 4097.82),
+                    item("o/", "Optimization", 0)]
+    errata = [item("errata/#adam_step", "<mark>Adam</mark>", 1025.48), item("errata/", "Errata", 0)]
+    assert run_search_worker(tmp_path, "adam", [optimization, errata]) == [
+        ["o/#adam_step", "o/#adam_defaults", "o/#adamw_step", "o/"], ["errata/#adam_step", "errata/"]]
+    # The exact name wins even when Material puts it on a later page ...
+    temperature = [item("t/#temperature_softmax", "<mark>Softmax</mark> with temperature", 11416.14),
+                   item("t/", "T", 0)]
+    softmax = [item("n/#softmax", "<mark>Softmax</mark>", 11405.38), item("n/", "N", 0)]
+    assert run_search_worker(tmp_path, "Softmax", [temperature, softmax])[0][0] == "n/#softmax"
+    # ... a name that starts with the query comes before one that only mentions it ...
+    metrics = [item("m/#map", "Mean average precision", 90), item("m/#ndcg_at_k", "NDCG@k", 80)]
+    assert run_search_worker(tmp_path, "ndcg", [metrics]) == [["m/#ndcg_at_k", "m/#map"]]
+    # ... and with no name matching, Material's order stays as it was.
+    assert run_search_worker(tmp_path, "decay", [optimization, errata]) == [
+        [i["location"] for i in optimization], [i["location"] for i in errata]]
+
+
+def test_pages_use_the_site_search_worker() -> None:
+    name, _ = site.search_worker("search.a7633da7.min.js")
+    config = ('<script id="__config" type="application/json">{"base": "..", "search": '
+              '"../assets/javascripts/workers/search.a7633da7.min.js", "tags": null}</script>')
+    page = f'<a href="../assets/javascripts/workers/search.a7633da7.min.js">x</a>{config}'
+    swapped = site.use_search_worker(page, "search.a7633da7.min.js", name)
+    assert swapped == page.replace("workers/search.a7633da7.min.js\", \"tags", f"workers/{name}\", \"tags")
+    assert swapped.count(name) == 1  # only the config names the worker; other text is left alone
+    with pytest.raises(ValueError, match="not the file name"):
+        site.search_worker('search.1.min.js"); fetch("//evil')

@@ -31,6 +31,7 @@ from ..model import Formula, Section, Sheet, Snippet
 from .code import function_source
 
 __all__ = [
+    "MATERIAL_WORKER",
     "NOTEBOOK_SEARCH_BOOST",
     "NOTEBOOK_TITLE_SUFFIX",
     "Erratum",
@@ -45,9 +46,11 @@ __all__ = [
     "notebook_page",
     "plain_forms",
     "render_pages",
+    "search_worker",
     "section_path",
     "tex_to_plain",
     "typeset_notebook_html",
+    "use_search_worker",
 ]
 
 MathHtml = Mapping[tuple[str, bool], str]
@@ -692,6 +695,35 @@ def mark_ui_for_search(html: str) -> str:
     """A generated page's tab labels and admonition titles ("NumPy", "Example", "Framework
     conventions") kept out of the search index, where they ran into the text ("NumPyExample")."""
     return _UI_MARKUP.sub(lambda m: f"<{m[1]} {_NO_SEARCH}", html)
+
+
+# --- search: a card named by the typed word comes first -------------------------------------------
+
+SEARCH_WORKER_JS = Path(__file__).resolve().parent.parent / "assets" / "search-worker.js"
+MATERIAL_WORKER = re.compile(r"search\.[0-9a-f]+\.min\.js")
+"""The file name of Material's search worker (in assets/javascripts/workers/, named by its hash)."""
+_CONFIG_SCRIPT = re.compile(r'(<script id="__config" type="application/json">)(.*?)(</script>)', re.DOTALL)
+
+
+def search_worker(material_worker: str) -> tuple[str, str]:
+    """The site's search worker, next to Material's (`material_worker`, its file name), as (file name,
+    text): Material's worker, run unchanged, given each plain word of a query also as an exact clause
+    (see assets/search-worker.js). Without it "adam" found the AdamW card before the Adam card."""
+    if not MATERIAL_WORKER.fullmatch(material_worker):
+        raise ValueError(f"not the file name of Material's search worker: {material_worker!r}")
+    template = SEARCH_WORKER_JS.read_text(encoding="utf-8")
+    text = template.replace("importScripts(MATERIAL_WORKER);", f'importScripts("{material_worker}");')
+    if text == template:
+        raise ValueError(f"{SEARCH_WORKER_JS} has no `importScripts(MATERIAL_WORKER);` line")
+    return f"sheetgen-search.{hashlib.sha256(text.encode('utf-8')).hexdigest()[:8]}.js", text
+
+
+def use_search_worker(page_html: str, material_worker: str, ours: str) -> str:
+    """A built page whose search runs `ours` instead of Material's worker (both file names, in the same
+    folder). The worker is named in the page's `__config` JSON; a page without it is returned as is."""
+    def swap(match: re.Match[str]) -> str:
+        return match[1] + match[2].replace(f'/{material_worker}"', f'/{ours}"') + match[3]
+    return _CONFIG_SCRIPT.sub(swap, page_html, count=1)
 
 
 def compact_preview(png: bytes, colours: int = 32) -> bytes:
