@@ -72,11 +72,15 @@ def test_unchanged_pages_and_notebooks_are_not_converted_again(session: Session)
     assert session.conversions == {"basics.ipynb": 1}
     pages = memo["render"].misses
     assert pages >= 3 and memo["render"].hits == 0  # home, errata, the section, its notebook
+    templates = memo["templates"].misses
+    assert templates >= 10 and memo["templates"].hits == 0  # Material's templates, compiled once
 
     again = session.rebuild()
     assert session.conversions == {"basics.ipynb": 1}, "an unchanged notebook was converted again"
     assert memo["render"].misses == pages and memo["render"].hits == pages
     assert memo["search"].hits > 0 and memo["notebook"].hits == 1
+    # MkDocs makes a new Jinja environment per build: its templates come compiled from the memo.
+    assert memo["templates"].misses == templates and memo["templates"].hits == templates
     # What is replayed is what a conversion makes: every page, the search index, the sitemap.
     assert again.keys() == first.keys()
     assert [path for path in first if again[path] != first[path]] == []

@@ -16,7 +16,7 @@ import posixpath
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from html import unescape as html_unescape
 from pathlib import Path
 from typing import Any
@@ -726,6 +726,7 @@ def use_search_worker(page_html: str, material_worker: str, ours: str) -> str:
     return _CONFIG_SCRIPT.sub(swap, page_html, count=1)
 
 
+@lru_cache(maxsize=2)  # `serve` rebuilds the pages on every save; the preview changes with the PDF only
 def compact_preview(png: bytes, colours: int = 32) -> bytes:
     """The sheet preview as a palette PNG: the page is text and a few colours, so 32 colours look the
     same and weigh about a quarter (252 KB → ~70 KB at 60 dpi). Deterministic for the same input."""
