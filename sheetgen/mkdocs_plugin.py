@@ -196,6 +196,10 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
     # the KaTeX renderer's in-memory cache and the last good outputs.
     def on_startup(self, *, command: Literal["build", "gh-deploy", "serve"], dirty: bool) -> None:
         self._serving = command == "serve"
+        self.error = None
+        if not self._serving and self.preview is not None:  # an earlier `serve` in this process
+            self.preview.close()
+            self.preview = None
 
     @property
     def yaml_path(self) -> Path:
@@ -501,6 +505,7 @@ class SheetgenPlugin(BasePlugin[SheetgenConfig]):  # type: ignore[no-untyped-cal
     def on_shutdown(self) -> None:
         if self.preview is not None:
             self.preview.close()
+            self.preview = None
 
 
 def _complain(message: str) -> None:

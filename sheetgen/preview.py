@@ -101,6 +101,7 @@ class LivePreview:
         self._ready: dict[str, SlowOutputs] = {}
         self._last: SlowOutputs | None = None
         self._workers: dict[str, subprocess.Popen[bytes]] = {}
+        self._listeners: list[threading.Thread] = []
         self._check_renderer: KatexRenderer | None = None
         self._sending = threading.Lock()
         self._sent: dict[str, str] = {}
@@ -172,6 +173,11 @@ class LivePreview:
                 worker.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 worker.kill()
+                worker.wait()
+        with self._state:
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:  # each closes its worker's output at the end of it
+            listener.join(timeout=10)
 
     def _start(self, job: _Job) -> None:
         for role in ROLES:
@@ -196,16 +202,23 @@ class LivePreview:
     def _spawn(self, role: str) -> subprocess.Popen[bytes]:
         worker = subprocess.Popen([sys.executable, "-m", "sheetgen.preview", role], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
-        threading.Thread(target=self._listen, args=(role, worker), name=f"sheetgen-preview-{role}",
-                         daemon=True).start()
+        listener = threading.Thread(target=self._listen, args=(role, worker), name=f"sheetgen-preview-{role}",
+                                    daemon=True)
+        listener.start()
+        with self._state:
+            self._listeners = [t for t in self._listeners if t.is_alive()] + [listener]
         return worker
 
     def _listen(self, role: str, worker: subprocess.Popen[bytes]) -> None:
         """What a worker reports, until it ends."""
         assert worker.stdout is not None
+        with worker.stdout:  # closed here, by its only reader, once the worker has ended
+            self._listen_to(role, worker.stdout)
+
+    def _listen_to(self, role: str, reports: IO[bytes]) -> None:
         while True:
             try:
-                kind, key, value = _recv(worker.stdout)
+                kind, key, value = _recv(reports)
             except (EOFError, OSError, pickle.UnpicklingError):
                 with self._state:
                     if self._sent.pop(role, None) is not None:

@@ -101,15 +101,18 @@ def build_into(config_file: Path, site_dir: Path, *, prebuilt: Outputs | None = 
             config = load_site_config(config_file, site_dir, strict=strict, yaml_path=yaml_path,
                                       build_dir=build_dir, plugin_options=plugin_options)
             plugin = config.plugins.get("sheetgen")
+            # As `mkdocs build` does. MkDocs keeps plugin instances that define on_startup across
+            # loads in one process: this also ends what an earlier `serve` in this process left.
+            config.plugins.on_startup(command="build", dirty=False)
             if plugin is not None:
                 plugin.prebuilt = prebuilt
             try:
                 build(config)
             finally:
-                # MkDocs keeps plugin instances that define on_startup across loads in one process:
-                # the next build must not find this build's outputs.
+                # The next build must not find this build's outputs.
                 if plugin is not None:
                     plugin.prebuilt = None
+                config.plugins.on_shutdown()
         except (Abort, ConfigurationError) as err:
             errors = "\n".join(m for m in log.messages if m)
             raise SiteBuildError(errors or f"{config_file.name}: {err} (see the warnings above)") from None

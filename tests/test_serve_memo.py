@@ -63,7 +63,9 @@ class Session:
 def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
     monkeypatch.setenv("NO_MKDOCS_2_WARNING", "1")
     (tmp_path / "formulas.yaml").write_text(SMALL, encoding="utf-8")
-    yield Session(tmp_path, monkeypatch)
+    session = Session(tmp_path, monkeypatch)
+    yield session
+    session.plugin.on_shutdown()  # as `mkdocs serve` ends: the background workers stop
 
 
 def test_unchanged_pages_and_notebooks_are_not_converted_again(session: Session) -> None:
