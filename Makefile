@@ -90,7 +90,7 @@ test: setup system-test $(VENV)/.torch
 
 # The inner loop: no browser, no slow builds, no lint.
 test-fast: setup
-	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not browser" -q
+	$(PY) -m pytest -n 2 --dist worksteal -m "not slow and not browser" -q
 
 lint: setup
 	$(PY) -m ruff check sheetgen tests scripts

@@ -7,9 +7,12 @@ import re
 import sys
 import types
 
+import pytest
+
 from tests.conftest import ROOT, needs_katex
 
-pytestmark = needs_katex
+# Slow: it runs `sheetgen check` on all ~58 bad inputs (~35 s), so `make test-fast` leaves it to `make test`.
+pytestmark = [needs_katex, pytest.mark.slow]
 
 
 def _script() -> types.ModuleType:
