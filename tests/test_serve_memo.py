@@ -95,3 +95,20 @@ def test_unchanged_pages_and_notebooks_are_not_converted_again(session: Session)
     assert session.conversions == {"basics.ipynb": 2}
     assert "Multiplies by two" in edited["notebooks/basics/index.html"].decode("utf-8")
     assert "Multiplies by two" in edited["search/search_index.json"].decode("utf-8")
+
+
+def test_a_build_after_a_serve_in_the_same_process_is_a_plain_build(session: Session, tmp_path: Path) -> None:
+    """MkDocs keeps one plugin instance per process; `build_site` must not inherit serve mode (its
+    background workers, its last good pages) from an earlier `serve`."""
+    from sheetgen.sitebuild import build_site
+
+    session.rebuild()
+    assert session.plugin._serving and session.plugin.preview is not None
+    served_module = (session.build_dir / "formulas.py").read_bytes()
+    session.yaml.write_text(SMALL.replace("Doubles", "Twice"), encoding="utf-8")
+    # Without PDFs and notebooks the home page's download links dangle: not strict.
+    built = build_site(ROOT / "mkdocs.yml", tmp_path / "plain-site", strict=False, yaml_path=session.yaml,
+                       build_dir=tmp_path / "plain-build", plugin_options={"notebooks": False, "pdf": False})
+    assert built.generated is not None and not session.plugin._serving and session.plugin.preview is None
+    assert "Twice" in (tmp_path / "plain-site" / "sections" / "basics" / "index.html").read_text(encoding="utf-8")
+    assert (session.build_dir / "formulas.py").read_bytes() == served_module  # no serve worker ran
