@@ -86,7 +86,7 @@ check: setup
 test: setup system-test $(VENV)/.torch
 	$(PY) -m ruff check sheetgen tests scripts
 	$(PY) -m mypy sheetgen
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist worksteal
 
 # The inner loop: no browser, no slow builds, no lint.
 test-fast: setup

@@ -194,7 +194,7 @@ def _until(condition: Callable[[], bool], seconds: float) -> None:
 def pytest_benchmark(source: Path, work: Path, runs: int) -> list[Row]:
     """Wall time of `make test`'s pytest (one run: it is long), as `make test` runs it."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q", "-p",
+    result = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "worksteal", "-q", "-p",
                              "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     print(f"pytest: {result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.returncode}")
