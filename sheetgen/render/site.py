@@ -707,8 +707,9 @@ _CONFIG_SCRIPT = re.compile(r'(<script id="__config" type="application/json">)(.
 
 def search_worker(material_worker: str) -> tuple[str, str]:
     """The site's search worker, next to Material's (`material_worker`, its file name), as (file name,
-    text): Material's worker, run unchanged, given each plain word of a query also as an exact clause
-    (see assets/search-worker.js). Without it "adam" found the AdamW card before the Adam card."""
+    text): Material's worker, run unchanged, whose results are reordered by name, so that the card
+    named by the typed words comes first (see assets/search-worker.js). Without it "adam" found the
+    AdamW card before the Adam card."""
     if not MATERIAL_WORKER.fullmatch(material_worker):
         raise ValueError(f"not the file name of Material's search worker: {material_worker!r}")
     template = SEARCH_WORKER_JS.read_text(encoding="utf-8")
